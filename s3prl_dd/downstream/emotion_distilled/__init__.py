@@ -1,0 +1,1 @@
+"""``-d emotion_distilled``: s3prl's SUPERB ER recipe on real corpora or on GAN samples."""

@@ -1,0 +1,142 @@
+"""The teacher pool Θ: SUPERB ER models trained on real features, kept at several training stages.
+
+L_SML draws a teacher f_θ from Θ at every generator step; teachers from early to converged
+training give a range of KL targets (the paper's motivation), and several seeds add diversity.
+
+Layout of a pool directory::
+
+    pool.json   {"fold", "upstream", "representation", "dim", "n_classes", "mean", "std",
+                 "checkpoints": [{"path": "seed0/er-20.pt", "seed", "step", "dev_acc", "dev_uar"}],
+                 "config": {...}}
+    seed0/      the training run of seed 0 (metrics.jsonl, tensorboard, config.yaml, er-*.pt)
+
+Teachers take raw store features: each one standardises with the fold's train statistics
+(``mean``/``std``) before the ER model, exactly as it was trained."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..features.store import check_compatible
+from ..utils import UserError, atomic_write_json
+from .model import load_checkpoint
+from .train import DEFAULT_CONFIG, er_config, train_er_on_store
+
+DEFAULT_POOL = DEFAULT_CONFIG["pool"]
+
+
+def checkpoint_steps(first: int, total: int, k: int, spacing: str = "log") -> list[int]:
+    """``k`` distinct steps from ``first`` to ``total``: log-spaced (most change happens early)
+    or linear."""
+    if k < 1 or not 1 <= first <= total:
+        raise UserError(f"need 1 <= first_step ({first}) <= total_steps ({total}) and k >= 1")
+    if spacing == "log":
+        steps = np.geomspace(first, total, k)
+    elif spacing == "linear":
+        steps = np.linspace(first, total, k)
+    else:
+        raise UserError(f"pool spacing must be 'log' or 'linear', got {spacing!r}")
+    return sorted(set(int(round(s)) for s in steps))
+
+
+class Teacher(nn.Module):
+    """An ER model behind the standardisation it was trained with."""
+
+    def __init__(self, model: nn.Module, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, features, lengths):
+        return self.model((features - self.mean) / self.std, lengths)
+
+    def forward_pooled(self, x):
+        return self.model.forward_pooled((x - self.mean) / self.std)
+
+
+def build_pool(store, fold, cfg: dict | None = None, out_dir: str | os.PathLike = "pool",
+               device=None, progress: bool = True) -> Path:
+    """Train ``len(seeds)`` ER models on ``store``'s ``fold`` and keep ``checkpoints_per_seed``
+    checkpoints of each. Resumes: a seed whose run finished (result.json) is not retrained."""
+    cfg = cfg or er_config()
+    pcfg = {**DEFAULT_POOL, **cfg.get("pool", {})}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = checkpoint_steps(int(pcfg["first_step"]), int(cfg["runner"]["total_steps"]),
+                             int(pcfg["checkpoints_per_seed"]), pcfg["spacing"])
+    entries = []
+    for seed in pcfg["seeds"]:
+        run = out / f"seed{seed}"
+        if not (run / "result.json").is_file():
+            if progress:
+                print(f"[pool] training seed {seed} for {cfg['runner']['total_steps']} steps, keeping {steps}")
+            train_er_on_store(store, fold, cfg, out_dir=run, seed=int(seed), device=device, save_steps=steps)
+        for step in steps:
+            path = run / f"er-{step}.pt"
+            _, meta = load_checkpoint(path)
+            entries.append({"path": str(path.relative_to(out)), "seed": int(seed), "step": step,
+                            "dev_acc": meta.get("dev_acc"), "dev_uar": meta.get("dev_uar")})
+    mean, std = store.stats(fold)
+    atomic_write_json({"fold": str(fold), "upstream": store.meta.get("upstream"),
+                       "representation": store.representation, "dim": store.dim,
+                       "n_classes": len(store.label_map), "mean": mean.tolist(), "std": std.tolist(),
+                       "checkpoints": entries, "config": cfg}, out / "pool.json")
+    return out
+
+
+class TeacherPool:
+    def __init__(self, teachers: list[Teacher], info: dict, entries: list[dict]):
+        self.teachers, self.info, self.entries = teachers, info, entries
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, expect_dim: int | None = None,
+             expect_representation: dict | None = None, device="cpu") -> "TeacherPool":
+        path = Path(path)
+        pfile = path / "pool.json"
+        if not pfile.is_file():
+            raise UserError(f"no teacher pool at {path} (pool.json missing); run build_pool first")
+        with open(pfile) as f:
+            info = json.load(f)
+        check_compatible(f"teacher pool {path}", info, expect_dim, expect_representation)
+        if not info["checkpoints"]:
+            raise UserError(f"teacher pool {path} lists no checkpoints")
+        mean = torch.tensor(info["mean"], dtype=torch.float32)
+        std = torch.tensor(info["std"], dtype=torch.float32)
+        teachers = []
+        for e in info["checkpoints"]:
+            model, meta = load_checkpoint(path / e["path"])
+            if int(meta["dim"]) != int(info["dim"]):
+                raise UserError(f"{path / e['path']} is {meta['dim']}-dim, the pool says {info['dim']}")
+            t = Teacher(model, mean.clone(), std.clone()).to(device).eval()
+            t.requires_grad_(False)
+            teachers.append(t)
+        return cls(teachers, info, info["checkpoints"])
+
+    def __len__(self) -> int:
+        return len(self.teachers)
+
+    def __getitem__(self, i: int) -> Teacher:
+        return self.teachers[i]
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.teachers[0].mean
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.teachers[0].std
+
+    def sample(self, generator: torch.Generator | None = None) -> Teacher:
+        """One teacher, uniformly; pass a seeded generator for a reproducible sequence."""
+        i = int(torch.randint(len(self.teachers), (1,), generator=generator).item())
+        return self.teachers[i]
+
+    def to(self, device) -> "TeacherPool":
+        self.teachers = [t.to(device) for t in self.teachers]
+        return self

@@ -1,0 +1,240 @@
+"""Train the SUPERB ER model on cached features, as s3prl's runner would on the fly.
+
+The schedule reproduces s3prl's runner + emotion expert: shuffled mini-batches of
+``train_batch_size`` (last one short), ``gradient_accumulate_steps`` backward passes per
+optimizer step (the count runs across epochs), gradient-norm clipping, a "step" = one optimizer
+update, dev evaluation every ``eval_step``, best dev score (strictly greater) kept, and test
+evaluated once, with the best dev model. For the linear model the 8 accumulated mini-batches
+are done as one forward pass over time-means with per-item weights ``1 / (8 * len(mini-batch))``,
+which gives the same gradient as accumulating them one by one.
+
+Config: ``downstream_configs/er_cached.yaml`` (== DEFAULT_CONFIG; a test keeps them equal)."""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import metrics
+from ..utils import UserError, append_jsonl, apply_overrides, atomic_write_json, load_yaml, save_yaml, seed_everything
+from .data import ERData, standardize
+from .model import DEFAULT_MODELRC, ERModel, pad, save_checkpoint
+
+DEFAULT_CONFIG = {
+    "runner": {"total_steps": 30000, "gradient_clipping": 1, "gradient_accumulate_steps": 8,
+               "log_step": 500, "eval_step": 1000, "bf16": False},
+    "optimizer": {"name": "Adam", "lr": 1.0e-4},
+    "datarc": {"train_batch_size": 4, "eval_batch_size": 4, "standardize": True, "pooled": "auto"},
+    "selection": {"metric": "acc"},
+    "modelrc": copy.deepcopy(DEFAULT_MODELRC),
+    "pool": {"seeds": [0, 1, 2], "checkpoints_per_seed": 5, "spacing": "log", "first_step": 20},
+    "profiles": {"fast": {"optimizer.lr": 1.0e-3, "runner.total_steps": 1000, "runner.eval_step": 50,
+                          "runner.log_step": 50, "datarc.eval_batch_size": 32}},
+}
+CONFIG_PATH = Path(__file__).resolve().parents[2] / "downstream_configs" / "er_cached.yaml"
+
+
+def er_config(path=None, profile: str | None = None, overrides=None) -> dict:
+    """Resolved config: file (or defaults), then a named profile, then ``a.b=v,,c=w`` overrides."""
+    cfg = load_yaml(path) if path is not None else copy.deepcopy(DEFAULT_CONFIG)
+    if profile:
+        prof = cfg.get("profiles", {}).get(profile)
+        if prof is None:
+            raise UserError(f"no profile '{profile}' in the ER config (have {list(cfg.get('profiles', {}))})")
+        cfg = apply_overrides(cfg, [f"{k}={v!r}" for k, v in prof.items()])
+    return apply_overrides(cfg, overrides)
+
+
+def _use_pooled(model: ERModel, cfg: dict, train: ERData) -> bool:
+    want = cfg["datarc"].get("pooled", "auto")
+    if want == "auto":
+        return model.supports_pooled
+    if want and not model.supports_pooled:
+        raise UserError("datarc.pooled=true needs the linear model (UtteranceLevel + MeanPooling)")
+    return bool(want)
+
+
+def microbatch_schedule(n: int, batch_size: int, generator: torch.Generator):
+    """Endless stream of s3prl-style mini-batches: a fresh permutation per epoch, the last batch
+    of an epoch short (DataLoader(shuffle=True, drop_last=False))."""
+    while True:
+        perm = torch.randperm(n, generator=generator)
+        for s in range(0, n, batch_size):
+            yield perm[s: s + batch_size]
+
+
+@torch.no_grad()
+def predict(model: ERModel, x, pooled: bool, batch_size: int, device, bf16: bool = False) -> np.ndarray:
+    """Logits (N, C) as float32 numpy, in data order."""
+    model.eval()
+    out = []
+    if pooled:
+        for s in range(0, len(x), 4096):
+            out.append(model.forward_pooled(x[s: s + 4096].to(device)).float().cpu())
+    else:
+        for s in range(0, len(x), batch_size):
+            feats, lengths = pad([f.to(device) for f in x[s: s + batch_size]])
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+                out.append(model(feats, lengths).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def _scores(logits: np.ndarray, y: torch.Tensor) -> dict:
+    pred = logits.argmax(-1)
+    return {"acc": metrics.accuracy(y.numpy(), pred), "uar": metrics.uar(y.numpy(), pred),
+            "loss": float(F.cross_entropy(torch.from_numpy(logits), y).item())}
+
+
+class _Log:
+    """metrics.jsonl + tensorboard, or nothing when there is no run directory."""
+
+    def __init__(self, out_dir: Path | None):
+        self.out_dir, self.tb = out_dir, None
+        if out_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out_dir))
+
+    def __call__(self, step: int, split: str, **values):
+        if self.out_dir is None:
+            return
+        append_jsonl({"step": step, "split": split, **values}, self.out_dir / "metrics.jsonl")
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and v is not None:
+                self.tb.add_scalar(f"{split}/{k}", v, step)
+
+    def close(self):
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train_er(train: ERData, dev: ERData | None, test: ERData | None, cfg: dict | None = None, *,
+             stats=None, out_dir: str | os.PathLike | None = None, seed: int = 0, device=None,
+             meta: dict | None = None, save_steps=(), return_model: bool = False, n_classes: int = 4) -> dict:
+    """Train on ``train``, select on ``dev`` (None: keep the last step), score ``test``.
+
+    ``stats`` = (mean, std) of the real fold's train frames, applied to every split when
+    ``datarc.standardize``; all splits must be in the same raw feature space. ``meta`` (e.g.
+    representation, fold, upstream) goes into every checkpoint. ``save_steps``: extra steps at
+    which ``er-<step>.pt`` is written (with the dev scores of that step) whether or not it is
+    the best. Returns test_uar, test_acc, dev_uar, dev_acc, best_step, train_seconds,
+    predictions (test argmax, data order), test_labels, test_ids (+ model)."""
+    cfg = cfg or er_config()
+    rn, dr = cfg["runner"], cfg["datarc"]
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, out / "config.yaml")
+    seed_everything(seed)
+    model = ERModel(train.dim, n_classes, cfg["modelrc"]).to(device)
+    pooled = _use_pooled(model, cfg, train)
+    stats = stats if dr.get("standardize", True) else None
+    xs = {name: standardize(d, stats, pooled) if d is not None else None
+          for name, d in (("train", train), ("dev", dev), ("test", test))}
+    x_tr, y_tr = xs["train"]
+    if pooled:
+        x_tr, y_tr = x_tr.to(device), y_tr.to(device)
+    opt = getattr(torch.optim, cfg["optimizer"].get("name", "Adam"))(model.parameters(), lr=cfg["optimizer"]["lr"])
+    accum, bs, total = int(rn["gradient_accumulate_steps"]), int(dr["train_batch_size"]), int(rn["total_steps"])
+    bf16 = bool(rn.get("bf16")) and torch.device(device).type == "cuda"
+    batches = microbatch_schedule(len(train), bs, torch.Generator().manual_seed(seed))
+    save_steps = set(int(s) for s in save_steps)
+    metric = cfg.get("selection", {}).get("metric", "acc")
+    log = _Log(out)
+    ckpt_meta = dict(meta or {}, seed=seed)
+
+    best = {"score": -math.inf, "step": total, "state": None, "dev": {}, "path": None}
+    t0, run_loss = time.perf_counter(), []
+    for step in range(1, total + 1):
+        model.train()
+        mbs = [next(batches) for _ in range(accum)]
+        if pooled:
+            idx = torch.cat(mbs).to(device)
+            w = torch.cat([torch.full((len(m),), 1.0 / (accum * len(m))) for m in mbs]).to(device)
+            loss = (F.cross_entropy(model.forward_pooled(x_tr[idx]), y_tr[idx], reduction="none") * w).sum()
+            loss.backward()
+            run_loss.append(loss.item())
+        else:
+            step_loss = 0.0
+            for m in mbs:
+                feats, lengths = pad([x_tr[i].to(device, non_blocking=True) for i in m.tolist()])
+                with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+                    loss = F.cross_entropy(model(feats, lengths).float(), y_tr[m].to(device)) / accum
+                loss.backward()
+                step_loss += loss.item()
+            run_loss.append(step_loss)
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), rn["gradient_clipping"])
+        if torch.isfinite(gnorm):  # s3prl skips the update on a NaN gradient norm
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+
+        if step % rn["log_step"] == 0:
+            log(step, "train", loss=float(np.mean(run_loss)), grad_norm=float(gnorm))
+            run_loss = []
+        evaluating = dev is not None and (step % rn["eval_step"] == 0 or step in save_steps)
+        scores = {}
+        if evaluating:
+            scores = _scores(predict(model, xs["dev"][0], pooled, dr["eval_batch_size"], device, bf16), xs["dev"][1])
+            log(step, "dev", **scores)
+        if step in save_steps and out is not None:
+            save_checkpoint(model, out / f"er-{step}.pt", **ckpt_meta, step=step,
+                            dev_acc=scores.get("acc"), dev_uar=scores.get("uar"))
+        if evaluating and step % rn["eval_step"] == 0 and scores[metric] > best["score"]:
+            best.update(score=scores[metric], step=step, dev=scores,
+                        state={k: v.detach().clone() for k, v in model.state_dict().items()})
+            if out is not None:
+                path = out / f"er-{step}.pt"
+                if step not in save_steps:
+                    save_checkpoint(model, path, **ckpt_meta, step=step, dev_acc=scores["acc"],
+                                    dev_uar=scores["uar"], best=True)
+                old = best["path"]
+                best["path"] = path
+                if old is not None and old != path and int(old.stem.split("-")[1]) not in save_steps:
+                    old.unlink(missing_ok=True)  # keep one best checkpoint, like max_keep: 1
+    train_seconds = time.perf_counter() - t0
+
+    if best["state"] is None:  # no dev: the last step is the model
+        best.update(step=total, state=model.state_dict())
+        if out is not None:
+            save_checkpoint(model, out / f"er-{total}.pt", **ckpt_meta, step=total)
+    model.load_state_dict(best["state"])
+    result = {"best_step": best["step"], "dev_acc": best["dev"].get("acc"), "dev_uar": best["dev"].get("uar"),
+              "train_seconds": train_seconds, "steps": total, "pooled": pooled, "seed": seed}
+    if test is not None:
+        logits = predict(model, xs["test"][0], pooled, dr["eval_batch_size"], device, bf16)
+        pred, y = logits.argmax(-1), test.labels
+        result.update(test_acc=metrics.accuracy(y, pred), test_uar=metrics.uar(y, pred),
+                      predictions=pred, test_labels=y, test_ids=test.ids)
+        log(best["step"], "test", acc=result["test_acc"], uar=result["test_uar"])
+        if out is not None:
+            ids = test.ids or [str(i) for i in range(len(y))]
+            atomic_write_json([{"id": i, "label": int(t), "pred": int(p)} for i, t, p in zip(ids, y, pred)],
+                              out / "test_predictions.json")
+    if out is not None:
+        atomic_write_json({k: v for k, v in result.items() if k not in ("predictions", "test_labels", "test_ids")},
+                          out / "result.json")
+    log.close()
+    if return_model:
+        result["model"] = model.eval()
+    return result
+
+
+def train_er_on_store(store, fold, cfg: dict | None = None, **kwargs) -> dict:
+    """``train_er`` on a real store's fold (train/dev/test as s3prl cuts them), standardised with
+    the fold's train statistics; checkpoints carry the store's representation."""
+    cfg = cfg or er_config()
+    probe = ERModel(store.dim, len(store.label_map), cfg["modelrc"])
+    pooled = _use_pooled(probe, cfg, None)
+    data = {p: ERData.from_store(store, store.split(fold, p), pooled) for p in ("train", "dev", "test")}
+    meta = {"representation": store.representation, "dim": store.dim, "fold": str(fold),
+            "upstream": store.meta.get("upstream")}
+    meta.update(kwargs.pop("meta", {}) or {})
+    return train_er(data["train"], data["dev"], data["test"], cfg, stats=store.stats(fold), meta=meta,
+                    n_classes=len(store.label_map), **kwargs)

@@ -1,0 +1,87 @@
+"""Which upstream, and which of its outputs: the representation a store holds.
+
+A representation is a plain dict so it can live in meta.json and in checkpoints:
+``{"kind": "hidden_state", "layer": k}`` (an index into s3prl's ``hidden_states``, -1 = last) or
+``{"kind": "featurizer", "weights": [...], "normalize": bool}`` (the softmaxed layer weights of a
+trained s3prl Featurizer, so the GAN and the downstream see what s3prl's runner fed its model)."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..utils import UserError
+
+
+def load_upstream(name: str) -> torch.nn.Module:
+    """``getattr(s3prl.hub, name)()``, with the compat shims installed first."""
+    import s3prl_dd.compat
+
+    s3prl_dd.compat.apply()
+    import s3prl.hub as hub
+
+    if not hasattr(hub, name):
+        raise UserError(f"s3prl has no upstream '{name}' (see s3prl.hub.options())")
+    return getattr(hub, name)()
+
+
+def downsample_rate(upstream: torch.nn.Module, sample_len: int, n_frames: int) -> int:
+    if hasattr(upstream, "get_downsample_rates"):
+        return int(upstream.get_downsample_rates("hidden_states"))
+    # s3prl's Featurizer falls back to the same estimate
+    return round(sample_len / n_frames)
+
+
+def _load_runner_ckpt(path: Path) -> dict:
+    # s3prl's runner pickles argparse.Namespace under 'Args'; allow exactly that class
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def featurizer_representation(ckpt: str | os.PathLike) -> dict:
+    """Representation from an s3prl runner checkpoint's 'Featurizer' state dict."""
+    path = Path(ckpt)
+    if not path.is_file():
+        raise UserError(f"featurizer checkpoint not found: {path}")
+    try:
+        state = _load_runner_ckpt(path)
+    except Exception as e:  # an unpicklable or foreign file: say which, not a traceback
+        raise UserError(f"cannot read checkpoint {path}: {e}") from None
+    feat = state.get("Featurizer")
+    if not isinstance(feat, dict) or "weights" not in feat:
+        raise UserError(f"checkpoint {path} has no trained Featurizer weights "
+                        "(was the upstream run with a single layer selected?)")
+    args = state.get("Args")
+    normalize = bool(getattr(args, "upstream_feature_normalize", False)) if args is not None else False
+    weights = F.softmax(feat["weights"].float(), dim=-1).tolist()
+    return {"kind": "featurizer", "weights": weights, "normalize": normalize}
+
+
+def representation_from(layer: int | str | None = -1, featurizer: str | os.PathLike | None = None) -> dict:
+    if featurizer is not None:
+        return featurizer_representation(featurizer)
+    if isinstance(layer, str) and layer.lstrip("-").isdigit():
+        layer = int(layer)
+    if not isinstance(layer, int):
+        raise UserError(f"layer must be an integer hidden-state index, got {layer!r}")
+    return {"kind": "hidden_state", "layer": layer}
+
+
+def select(hidden_states: list[torch.Tensor], rep: dict) -> torch.Tensor:
+    """(B, T, D) from s3prl's hidden_states, as s3prl's Featurizer computes it."""
+    n = len(hidden_states)
+    if rep["kind"] == "hidden_state":
+        k = rep["layer"]
+        if not -n <= k < n:
+            raise UserError(f"layer {k} does not exist: the upstream has {n} hidden states")
+        return hidden_states[k]
+    w = torch.as_tensor(rep["weights"], dtype=torch.float32)
+    if len(w) != n:
+        raise UserError(f"featurizer weights have {len(w)} layers, the upstream has {n} hidden states")
+    stacked = torch.stack(hidden_states, dim=0)
+    if rep.get("normalize"):
+        stacked = F.layer_norm(stacked, (stacked.shape[-1],))
+    return (w.to(stacked.device, stacked.dtype).view(n, 1, 1, 1) * stacked).sum(0)

@@ -1,0 +1,36 @@
+"""What s3prl_dd adds to s3prl: downstream experts (``-d``) and upstreams (``-u``).
+
+Downstreams are served as ``s3prl.downstream.<name>`` package aliases (see compat.hooks);
+upstreams become attributes of ``s3prl.hub``. Entries are import paths, so registering costs
+nothing until s3prl asks for one."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+DOWNSTREAMS = {
+    "emotion_distilled": "s3prl_dd.downstream.emotion_distilled",
+}
+
+UPSTREAMS = {
+    # name: "module:callable"
+    "synthetic": "s3prl_dd.upstream.synthetic:synthetic",
+    "ser_probe": "s3prl_dd.upstream.ser_probe:ser_probe",
+}
+
+
+def _lazy_entry(name: str, target: str):
+    module_name, attr = target.split(":")
+
+    def entry(*args, **kwargs):
+        return getattr(importlib.import_module(module_name), attr)(*args, **kwargs)
+
+    entry.__name__ = name
+    entry.__doc__ = f"s3prl_dd upstream '{name}' ({target})"
+    return entry
+
+
+def register_upstreams(hub) -> None:
+    for name, target in UPSTREAMS.items():
+        if not hasattr(hub, name):
+            setattr(hub, name, _lazy_entry(name, target))

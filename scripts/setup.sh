@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create .venv (once) and install s3prl-dd into it.
+#   CPU machine (no nvidia-smi): the CPU build of torch 2.13.0, then the package.
+#   GPU machine: your CUDA torch/torchaudio are kept if present, else pip's default CUDA build.
+#   --test also installs pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    "${PIP[@]}" install torch torchaudio
+  else
+    "${PIP[@]}" install torch==2.13.0
+  fi
+fi
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+"${PIP[@]}" install ".${extras}"
+echo "s3prl-dd installed in $(pwd)/.venv"
