@@ -36,9 +36,56 @@ def _patch(args):
         print(f"{name}: {state}")
 
 
+def _distill(args):
+    from .gan.trainer import train_gan
+
+    if not args.config and not args.resume:
+        raise UserError("-c/--config is required (or --resume RUN_DIR)")
+    r = train_gan(args.config, args.store, args.fold, pool_dir=args.pool, out_dir=args.out,
+                  resume=args.resume or False, device=args.device, overrides=args.override)
+    if "generator" in r:
+        print(json.dumps({k: v for k, v in r.items() if k != "trainer"}, indent=1))
+
+
+def _sample(args):
+    from .gan.sampler import sample_to_store
+
+    store = sample_to_store(args.generator, args.out, ppc=args.ppc, total=args.total,
+                            balance=args.balance, counts=args.counts, seed=args.seed,
+                            length=args.length, device=args.device or "cpu")
+    print(json.dumps({"store": str(store.path), "n_items": len(store), "counts": store.meta["counts"]}, indent=1))
+
+
+def _pipeline(args):
+    from .pipeline import run_pipeline
+
+    run = run_pipeline(args.config, args.override, out=args.out)
+    report = run / "report.md"
+    print(report.read_text() if report.is_file() else f"run directory: {run}")
+
+
+def _distill_set(args):
+    from .distill.sources import distill_set
+
+    summary = distill_set(args.store, args.fold, args.source, args.ppc, args.seed, args.out,
+                          generator=args.generator, pool=args.pool, config=args.config,
+                          overrides=args.override, device=args.device)
+    print(json.dumps(summary, indent=1))
+
+
+def _probe(args):
+    from .probe.run import probe_command
+
+    block = probe_command(args)
+    print(block["markdown"], end="")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s3prl-dd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    for name, (_, help_text) in PASSTHROUGH.items():
+        sub.add_parser(name, help=help_text + " (see s3prl-dd " + name + " -h)", add_help=False)
 
     p = sub.add_parser("corpus", help="build a corpus directory (meta json per fold + corpus.json)")
     p.add_argument("type", choices=["builtin", "manifest", "iemocap", "voxceleb"])
@@ -53,13 +100,86 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="only report each patch's state")
     p.add_argument("--revert", action="store_true")
     p.set_defaults(func=_patch)
+
+    p = sub.add_parser("distill", help="train a GAN distiller on one fold (torchrun for DDP)")
+    p.add_argument("-c", "--config", help="GAN config, e.g. downstream_configs/gan/gan_att_cpu.yaml")
+    p.add_argument("--store", help="feature store of real features (optional with --resume)")
+    p.add_argument("--fold", help="fold to distil, e.g. fold1 (its train part only)")
+    p.add_argument("--pool", help="teacher pool directory (needed when loss.lambda_sml > 0)")
+    p.add_argument("-o", "--override", help='config overrides: "loss.lambda_sml=0.5,,train.steps=2000"')
+    p.add_argument("--out", default="runs", help="root of the numbered run directories")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest ckpt-<step>.pt")
+    p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+    p.set_defaults(func=_distill)
+
+    p = sub.add_parser("sample", help="sample a synthetic feature store from a generator.pt")
+    p.add_argument("--generator", required=True, help="generator.pt (or best.pt) of a distill run")
+    p.add_argument("--out", required=True, help="feature store directory to write")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--ppc", type=int, help="points per class (balanced)")
+    budget.add_argument("--total", type=int, help="total size, split by --balance")
+    budget.add_argument("--counts", help="explicit counts: neu=10,hap=5,...")
+    p.add_argument("--balance", choices=["prior", "balanced"], default="prior",
+                   help="with --total: follow the real train class prior, or split evenly")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--length", type=int, help="frames per sample (crop/tile the generator's T)")
+    p.add_argument("--device")
+    p.set_defaults(func=_sample)
+    p = sub.add_parser("pipeline", help="the whole pipeline and experiment grid, resumable")
+    p.add_argument("-c", "--config", required=True, help="downstream_configs/pipeline/<name>.yaml")
+    p.add_argument("-o", "--override", help="a.b=v,,c=w overrides of the pipeline config")
+    p.add_argument("--out", help="run directory (default runs/<config name>); rerunning continues it")
+    p.set_defaults(func=_pipeline)
+    p = sub.add_parser("distill-set", help="a training set for one fold and budget from one source, as a feature store")
+    p.add_argument("--source", required=True,
+                   choices=["random", "herding", "kcenter", "gan", "gan_herding", "gan_latent", "dm"])
+    p.add_argument("--store", required=True, help="feature store of real features")
+    p.add_argument("--fold", required=True, help="fold whose TRAIN part is distilled, e.g. fold1")
+    p.add_argument("--ppc", type=int, required=True, help="points per class")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--generator", help="generator.pt of a distill run on the same fold (GAN sources)")
+    p.add_argument("--pool", help="teacher pool directory of the same fold (optional)")
+    p.add_argument("-c", "--config", help="source options (default downstream_configs/distill/<file>.yaml)")
+    p.add_argument("-o", "--override", help='source option overrides: "iterations=500,,lr=0.5"')
+    p.add_argument("--out", required=True, help="feature store directory to write")
+    p.add_argument("--device")
+    p.set_defaults(func=_distill_set)
+    p = sub.add_parser("probe", help="SID privacy probe (paper Table 4) and generator memorisation check")
+    p.add_argument("--run", help="pipeline run directory (its inputs are read once the pipeline is wired)")
+    p.add_argument("--store", help="feature store of real features with speaker labels")
+    p.add_argument("--fold", help="fold whose train statistics (and train/dev parts) are used, e.g. 1")
+    p.add_argument("--er", help="SER models: real=er-N.pt,baseline=dev-best.ckpt,proposed=...")
+    p.add_argument("--generator", help="generators to check: baseline=generator.pt,proposed=...")
+    p.add_argument("--seeds", default="0,1,2", help="probe seeds (split + init), comma-separated")
+    p.add_argument("--steps", type=int, help="probe training steps (default 1000)")
+    p.add_argument("--lr", type=float, help="probe learning rate (default 1e-3)")
+    p.add_argument("--train-ratio", type=float, help="per-speaker training share (default 0.7)")
+    p.add_argument("--n-per-class", type=int, help="generated samples per class for the memorisation check (50)")
+    p.add_argument("--heldout", choices=["dev", "test"], help="held-out real part of the check (default dev)")
+    p.add_argument("--out", help="where sid_probe.json / sid_probe.md go (default: --run)")
+    p.add_argument("--device")
+    p.set_defaults(func=_probe)
     return parser
 
 
+# Stages whose modules own a complete argparse CLI: ``s3prl-dd NAME ARGS`` == ``python -m MODULE ARGS``.
+PASSTHROUGH = {
+    "extract": ("s3prl_dd.features.extract", "one upstream pass over a corpus into a feature store"),
+    "train-er": ("s3prl_dd.er.train", "SUPERB ER on a feature store (one fold, one seed)"),
+    "pool": ("s3prl_dd.er.pool", "the teacher pool: ER checkpoints from early to converged"),
+}
+
+
 def main(argv: list[str] | None = None) -> None:
+    import importlib
+
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv and argv[0] in PASSTHROUGH:
+            sys.argv[0] = f"s3prl-dd {argv[0]}"
+            return importlib.import_module(PASSTHROUGH[argv[0]][0]).main(argv[1:])
+        args = build_parser().parse_args(argv)
         args.func(args)
     except UserError as e:
         print(f"s3prl-dd: error: {e}", file=sys.stderr)

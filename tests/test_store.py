@@ -1,10 +1,9 @@
-import json
-
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
+from s3prl_dd.corpus.meta import write_meta
 from s3prl_dd.features import store as st
 from s3prl_dd.features.extract import extract, length_batches, plan_shards, read_corpus, shards_for_rank
 from s3prl_dd.features.store import FeatureStore, make_meta, write_store
@@ -26,15 +25,7 @@ def make_corpus(root, n_per_session=4, sessions=5, sr=16000, seed=0):
             path = f"wav/s{s}_{j}.wav"
             sf.write(root / path, wav.astype(np.float32), sr)
             items.append({"path": path, "label": LAB[j % 4], "speaker": f"spk{s}", "session": s})
-    for k in range(1, sessions + 1):
-        d = root / "meta_data" / f"Session{k}"
-        d.mkdir(parents=True)
-        for part, sel in (("train", [i for i in items if i["session"] != k]),
-                          ("test", [i for i in items if i["session"] == k])):
-            with open(d / f"{part}_meta_data.json", "w") as f:
-                json.dump({"labels": LABELS, "meta_data": sorted(sel, key=lambda i: i["path"])}, f)
-    with open(root / "corpus.json", "w") as f:
-        json.dump({"root": str(root), "meta_data": str(root / "meta_data")}, f)
+    write_meta(items, root, name="tiny", source="test", root=root)
     return root
 
 
@@ -152,22 +143,23 @@ def reference_store(corpus, tmp_path_factory):
 
 def test_extraction_covers_each_utterance_once(reference_store, corpus):
     s = reference_store
-    _, items, folds = read_corpus(corpus)
+    _, items, folds, _ = read_corpus(corpus)
     assert sorted(s.ids()) == sorted(i["id"] for i in items)
     assert s.meta["dim"] == 240 and s.meta["downsample_rate"] == 160 and s.meta["upstream"] == "fbank_no_cmvn"
     assert s.ids(s.split(2, "test")) == folds["fold2"]["test"]
-    # frames = round(samples / 160), capped by what the upstream produced (s3prl's Featurizer rule)
+    # each utterance keeps exactly its own frames, whatever it was batched with
     from s3prl_dd.corpus.audio import load_audio
-    from s3prl_dd.features.upstream import load_upstream
+    from s3prl_dd.features.upstream import frame_counter, load_upstream
 
     up = load_upstream("fbank_no_cmvn").eval()
-    i = 0
-    wav = torch.from_numpy(load_audio(corpus / s.index[i]["path"]))
-    with torch.no_grad():
-        alone = up([wav])["hidden_states"][-1][0]
-    n = s.index[i]["length"]
-    assert n <= round(len(wav) / 160)
-    assert np.allclose(s.features(i), alone[:n].numpy(), atol=1e-4)
+    count = frame_counter(up, 160)
+    assert [count(n) for n in (400, 559, 560, 32000)] == [1, 1, 2, 198]  # kaldi: (n - 400) // 160 + 1
+    for i in (0, 5, 19):  # shortest of a batch of 4, middle, longest
+        wav = torch.from_numpy(load_audio(corpus / s.index[i]["path"]))
+        with torch.no_grad():
+            alone = up([wav])["hidden_states"][-1][0]
+        assert s.index[i]["length"] == alone.shape[0] <= round(len(wav) / 160)
+        assert np.allclose(s.features(i), alone.numpy(), atol=1e-4)
 
 
 def _assert_same_store(a: FeatureStore, b: FeatureStore):
@@ -208,3 +200,42 @@ def test_resume_refuses_a_different_extraction(corpus, tmp_path):
     extract(corpus, out, "fbank_no_cmvn", shard_size=6, progress=False, device="cpu", max_shards=1)
     with pytest.raises(UserError, match="shard_size"):
         extract(corpus, out, "fbank_no_cmvn", shard_size=5, progress=False, device="cpu")
+
+
+def test_two_ranks_write_disjoint_shards_and_rank0_merges(corpus, reference_store, tmp_path):
+    """torchrun's split, without processes: rank 1 then rank 0 over the same directory (no
+    process group, so the barriers are no-ops); only rank 0, last, merges the index."""
+    from s3prl_dd.features import extract as ex
+
+    out = tmp_path / "store"
+    kw = dict(layer=-1, featurizer=None, device="cpu", fp16=False, shard_size=6, batch_size=4,
+              max_batch_seconds=None, num_workers=0, amp=False, upstream_name=None, progress=False,
+              max_shards=None)
+    r1 = ex._extract(out, corpus, "fbank_no_cmvn", rank=1, world=2, **kw)
+    assert sorted(p.name for p in out.glob("*.done")) == ["shard-00001.done", "shard-00003.done"]
+    assert not r1["complete"] and not (out / "index.json").exists()
+    r0 = ex._extract(out, corpus, "fbank_no_cmvn", rank=0, world=2, **kw)
+    assert r0["complete"] and r0["n_processed"] + r1["n_processed"] == 20
+    _assert_same_store(FeatureStore.open(out), reference_store)
+
+
+def test_featurizer_representation_from_runner_checkpoint(tmp_path):
+    import argparse
+
+    from s3prl_dd.features.upstream import featurizer_representation, representation_from, select
+
+    raw = torch.tensor([0.0, 1.0, 2.0])
+    torch.save({"Featurizer": {"weights": raw}, "Args": argparse.Namespace(upstream_feature_normalize=False)},
+               tmp_path / "states-1000.ckpt")
+    rep = featurizer_representation(tmp_path / "states-1000.ckpt")
+    assert rep["kind"] == "featurizer" and not rep["normalize"]
+    assert np.allclose(rep["weights"], torch.softmax(raw, 0).numpy())
+    hs = [torch.randn(2, 5, 3) for _ in range(3)]
+    w = torch.softmax(raw, 0)
+    assert torch.allclose(select(hs, rep), w[0] * hs[0] + w[1] * hs[1] + w[2] * hs[2], atol=1e-6)
+    assert torch.equal(select(hs, representation_from(1)), hs[1])
+    with pytest.raises(UserError, match="3 hidden states"):
+        select(hs, {"kind": "hidden_state", "layer": 5})
+    torch.save({"Downstream": {}}, tmp_path / "no_featurizer.ckpt")
+    with pytest.raises(UserError, match="no trained Featurizer"):
+        featurizer_representation(tmp_path / "no_featurizer.ckpt")

@@ -42,9 +42,17 @@ class ERData:
 
     def pooled(self) -> np.ndarray:
         if self.is_pooled:
-            return np.asarray(self.features, dtype=np.float32)
-        return np.stack([np.asarray(f, dtype=np.float32).mean(0, dtype=np.float64)
-                         for f in self.features]).astype(np.float32)
+            return _np(self.features)
+        return np.stack([_np(f).mean(0, dtype=np.float64) for f in self.features]).astype(np.float32)
+
+    @classmethod
+    def coerce(cls, x) -> "ERData | None":
+        """Accept an ERData, a (features, labels) pair, or None."""
+        if x is None or isinstance(x, ERData):
+            return x
+        if isinstance(x, (tuple, list)) and len(x) == 2:
+            return cls(x[0], _np(x[1]).astype(np.int64) if torch.is_tensor(x[1]) else x[1])
+        raise UserError("ER data must be an ERData or a (features, labels) pair")
 
     @classmethod
     def from_store(cls, store, indices: Sequence[int], pooled: bool) -> "ERData":
@@ -52,20 +60,40 @@ class ERData:
         return cls(feats, store.labels(indices), store.ids(indices))
 
 
-def standardize(data: ERData, stats, pooled: bool) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
-    """(features as tensors, labels) with ``(x - mean) / std`` applied when ``stats`` is given.
-    Pooled output is one (N, D) tensor; frames stay a list of (T, D) tensors. Standardising
-    time-means with frame statistics equals the time-mean of standardised frames (it is affine)."""
+def _np(x) -> np.ndarray:
+    if torch.is_tensor(x):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+class Frames:
+    """Lazily standardised frames: item i is a fresh (T, D) float32 tensor. Nothing is copied up
+    front, so a memory-mapped store is read batch by batch instead of duplicated in RAM."""
+
+    def __init__(self, feats: list, stats=None):
+        self.feats = feats
+        self.mean, self.std = (None, None) if stats is None else (
+            torch.as_tensor(np.asarray(stats[0], np.float32)), torch.as_tensor(np.asarray(stats[1], np.float32)))
+
+    def __len__(self) -> int:
+        return len(self.feats)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        t = torch.tensor(_np(self.feats[i]))
+        return t if self.mean is None else (t - self.mean) / self.std
+
+
+def standardize(data: ERData, stats, pooled: bool):
+    """(features, labels tensor) with ``(x - mean) / std`` applied when ``stats`` is given.
+    Pooled features are one (N, D) tensor; frames a :class:`Frames` sequence of (T, D) tensors.
+    Standardising time-means with frame statistics equals the time-mean of standardised frames
+    (the map is affine), which keeps the pooled and frame paths the same model."""
+    y = torch.from_numpy(data.labels)
     if pooled:
         x = torch.from_numpy(data.pooled())
         if stats is not None:
-            x = (x - torch.as_tensor(stats[0])) / torch.as_tensor(stats[1])
-        return x.float(), torch.from_numpy(data.labels)
+            x = (x - torch.as_tensor(np.asarray(stats[0], np.float32))) / torch.as_tensor(np.asarray(stats[1], np.float32))
+        return x.float(), y
     if data.is_pooled:
         raise UserError("this ER model needs frame-level features, but the data is pooled")
-    mean, std = (None, None) if stats is None else (torch.as_tensor(stats[0]), torch.as_tensor(stats[1]))
-    out = []
-    for f in data.features:
-        t = torch.as_tensor(np.array(f, dtype=np.float32, copy=True)) if not torch.is_tensor(f) else f.float()
-        out.append(t if mean is None else (t - mean) / std)
-    return out, torch.from_numpy(data.labels)
+    return Frames(data.features, stats), y

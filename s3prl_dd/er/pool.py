@@ -83,6 +83,8 @@ def build_pool(store, fold, cfg: dict | None = None, out_dir: str | os.PathLike 
             entries.append({"path": str(path.relative_to(out)), "seed": int(seed), "step": step,
                             "dev_acc": meta.get("dev_acc"), "dev_uar": meta.get("dev_uar")})
     mean, std = store.stats(fold)
+    if not cfg["datarc"].get("standardize", False):  # the teachers were trained on raw features
+        mean, std = np.zeros_like(mean), np.ones_like(std)
     atomic_write_json({"fold": str(fold), "upstream": store.meta.get("upstream"),
                        "representation": store.representation, "dim": store.dim,
                        "n_classes": len(store.label_map), "mean": mean.tolist(), "std": std.tolist(),
@@ -140,3 +142,32 @@ class TeacherPool:
     def to(self, device) -> "TeacherPool":
         self.teachers = [t.to(device) for t in self.teachers]
         return self
+
+
+def main(argv=None) -> None:
+    """``python -m s3prl_dd.er.pool STORE --fold 1 --out pool/ [--profile fast] [-o pool.seeds=[0,1]]``"""
+    import argparse
+
+    from ..features.store import FeatureStore
+
+    p = argparse.ArgumentParser(description="Build the teacher pool on a real feature store")
+    p.add_argument("store")
+    p.add_argument("--fold", default="1")
+    p.add_argument("--out", required=True)
+    p.add_argument("--config")
+    p.add_argument("--profile")
+    p.add_argument("-o", "--override")
+    p.add_argument("--device")
+    a = p.parse_args(argv)
+    try:
+        out = build_pool(FeatureStore.open(a.store), a.fold, er_config(a.config, a.profile, a.override),
+                         a.out, device=a.device)
+        pool = TeacherPool.load(out)
+    except UserError as e:
+        raise SystemExit(f"error: {e}")
+    print(f"{out}: {len(pool)} teachers, dev UAR " + ", ".join(
+        f"{e['step']}:{100 * e['dev_uar']:.1f}" for e in pool.entries if e["dev_uar"] is not None))
+
+
+if __name__ == "__main__":
+    main()

@@ -30,8 +30,8 @@ DEFAULT_CONFIG = {
     "runner": {"total_steps": 30000, "gradient_clipping": 1, "gradient_accumulate_steps": 8,
                "log_step": 500, "eval_step": 1000, "bf16": False},
     "optimizer": {"name": "Adam", "lr": 1.0e-4},
-    "datarc": {"train_batch_size": 4, "eval_batch_size": 4, "standardize": True, "pooled": "auto"},
-    "selection": {"metric": "acc"},
+    "datarc": {"train_batch_size": 4, "eval_batch_size": 4, "standardize": False, "pooled": "auto"},
+    "selection": {"metric": "uar"},
     "modelrc": copy.deepcopy(DEFAULT_MODELRC),
     "pool": {"seeds": [0, 1, 2], "checkpoints_per_seed": 5, "spacing": "log", "first_step": 20},
     "profiles": {"fast": {"optimizer.lr": 1.0e-3, "runner.total_steps": 1000, "runner.eval_step": 50,
@@ -51,7 +51,7 @@ def er_config(path=None, profile: str | None = None, overrides=None) -> dict:
     return apply_overrides(cfg, overrides)
 
 
-def _use_pooled(model: ERModel, cfg: dict, train: ERData) -> bool:
+def _use_pooled(model: ERModel, cfg: dict) -> bool:
     want = cfg["datarc"].get("pooled", "auto")
     if want == "auto":
         return model.supports_pooled
@@ -79,7 +79,7 @@ def predict(model: ERModel, x, pooled: bool, batch_size: int, device, bf16: bool
             out.append(model.forward_pooled(x[s: s + 4096].to(device)).float().cpu())
     else:
         for s in range(0, len(x), batch_size):
-            feats, lengths = pad([f.to(device) for f in x[s: s + batch_size]])
+            feats, lengths = pad([x[i].to(device) for i in range(s, min(s + batch_size, len(x)))])
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
                 out.append(model(feats, lengths).float().cpu())
     return torch.cat(out).numpy()
@@ -118,6 +118,8 @@ def train_er(train: ERData, dev: ERData | None, test: ERData | None, cfg: dict |
              stats=None, out_dir: str | os.PathLike | None = None, seed: int = 0, device=None,
              meta: dict | None = None, save_steps=(), return_model: bool = False, n_classes: int = 4) -> dict:
     """Train on ``train``, select on ``dev`` (None: keep the last step), score ``test``.
+    Each split is an :class:`ERData` or a ``(features, labels)`` pair, features being a list of
+    (T, D) frame arrays/tensors or an (N, D) array of time-means (GAN samples plug in here).
 
     ``stats`` = (mean, std) of the real fold's train frames, applied to every split when
     ``datarc.standardize``; all splits must be in the same raw feature space. ``meta`` (e.g.
@@ -126,16 +128,25 @@ def train_er(train: ERData, dev: ERData | None, test: ERData | None, cfg: dict |
     the best. Returns test_uar, test_acc, dev_uar, dev_acc, best_step, train_seconds,
     predictions (test argmax, data order), test_labels, test_ids (+ model)."""
     cfg = cfg or er_config()
+    train, dev, test = ERData.coerce(train), ERData.coerce(dev), ERData.coerce(test)
     rn, dr = cfg["runner"], cfg["datarc"]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, out / "config.yaml")
+    metric = cfg.get("selection", {}).get("metric", "uar")
+    if metric not in ("acc", "uar"):
+        raise UserError(f"selection.metric must be 'acc' or 'uar', got {metric!r}")
+    if not hasattr(torch.optim, str(cfg["optimizer"].get("name", "Adam"))):
+        raise UserError(f"optimizer.name '{cfg['optimizer'].get('name')}' is not in torch.optim")
+    for name, d in (("train", train), ("dev", dev), ("test", test)):
+        if d is not None and (d.labels.min() < 0 or d.labels.max() >= n_classes):
+            raise UserError(f"{name} labels must lie in 0..{n_classes - 1}")
     seed_everything(seed)
     model = ERModel(train.dim, n_classes, cfg["modelrc"]).to(device)
-    pooled = _use_pooled(model, cfg, train)
-    stats = stats if dr.get("standardize", True) else None
+    pooled = _use_pooled(model, cfg)
+    stats = stats if dr.get("standardize", False) else None
     xs = {name: standardize(d, stats, pooled) if d is not None else None
           for name, d in (("train", train), ("dev", dev), ("test", test))}
     x_tr, y_tr = xs["train"]
@@ -146,7 +157,6 @@ def train_er(train: ERData, dev: ERData | None, test: ERData | None, cfg: dict |
     bf16 = bool(rn.get("bf16")) and torch.device(device).type == "cuda"
     batches = microbatch_schedule(len(train), bs, torch.Generator().manual_seed(seed))
     save_steps = set(int(s) for s in save_steps)
-    metric = cfg.get("selection", {}).get("metric", "acc")
     log = _Log(out)
     ckpt_meta = dict(meta or {}, seed=seed)
 
@@ -231,10 +241,42 @@ def train_er_on_store(store, fold, cfg: dict | None = None, **kwargs) -> dict:
     the fold's train statistics; checkpoints carry the store's representation."""
     cfg = cfg or er_config()
     probe = ERModel(store.dim, len(store.label_map), cfg["modelrc"])
-    pooled = _use_pooled(probe, cfg, None)
+    pooled = _use_pooled(probe, cfg)
     data = {p: ERData.from_store(store, store.split(fold, p), pooled) for p in ("train", "dev", "test")}
     meta = {"representation": store.representation, "dim": store.dim, "fold": str(fold),
             "upstream": store.meta.get("upstream")}
     meta.update(kwargs.pop("meta", {}) or {})
     return train_er(data["train"], data["dev"], data["test"], cfg, stats=store.stats(fold), meta=meta,
                     n_classes=len(store.label_map), **kwargs)
+
+
+def main(argv=None) -> None:
+    """``python -m s3prl_dd.er.train STORE --fold 1 [--profile fast] [-o a.b=v] [--runs runs/er]``"""
+    import argparse
+
+    from ..features.store import FeatureStore
+    from ..utils import new_run_dir
+
+    p = argparse.ArgumentParser(description="SUPERB ER on a feature store (one fold, one seed)")
+    p.add_argument("store")
+    p.add_argument("--fold", default="1")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", help=f"default: built-in, = {CONFIG_PATH.name}")
+    p.add_argument("--profile")
+    p.add_argument("-o", "--override")
+    p.add_argument("--runs", default="runs/er")
+    p.add_argument("--device")
+    a = p.parse_args(argv)
+    try:
+        store = FeatureStore.open(a.store)
+        cfg = er_config(a.config, a.profile, a.override)
+        out = new_run_dir(a.runs, f"fold{a.fold}-seed{a.seed}")
+        r = train_er_on_store(store, a.fold, cfg, out_dir=out, seed=a.seed, device=a.device)
+    except UserError as e:
+        raise SystemExit(f"error: {e}")
+    print(f"{out}: test UAR {100 * r['test_uar']:.2f}  acc {100 * r['test_acc']:.2f}  "
+          f"(dev UAR {100 * r['dev_uar']:.2f} at step {r['best_step']})")
+
+
+if __name__ == "__main__":
+    main()

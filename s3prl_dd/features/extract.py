@@ -25,42 +25,27 @@ from ..corpus.audio import audio_info, load_audio
 from ..protocol import SAMPLE_RATE
 from ..utils import UserError, atomic_write_json
 from . import store as st
-from .upstream import downsample_rate, load_upstream, representation_from, select
+from .upstream import downsample_rate, frame_counter, load_upstream, representation_from, select
 
 
 # ---------------------------------------------------------------------------- corpus
-def read_corpus(corpus_dir: str | os.PathLike) -> tuple[Path, list[dict], dict]:
-    """(audio root, items, folds) from ``corpus.json`` + s3prl-format meta json per session.
-    ``items`` hold each utterance once (id = its path relative to the root); ``folds`` keeps each
-    fold's train/test id lists in file order, which is what s3prl's dev split depends on."""
-    corpus_dir = Path(corpus_dir)
-    cfile = corpus_dir / "corpus.json"
-    if not cfile.is_file():
-        raise UserError(f"{corpus_dir} is not an imported corpus (corpus.json missing)")
-    with open(cfile) as f:
-        corpus = json.load(f)
-    root = Path(corpus["root"])
-    meta_dir = Path(corpus.get("meta_data", "meta_data"))
-    if not meta_dir.is_absolute():
-        meta_dir = corpus_dir / meta_dir
-    sessions = sorted(p for p in meta_dir.glob("Session*") if p.is_dir())
-    if not sessions:
-        raise UserError(f"no Session*/ meta data under {meta_dir}")
+def read_corpus(corpus_dir: str | os.PathLike) -> tuple[Path, list[dict], dict, dict]:
+    """(audio root, items, folds, labels) of an imported corpus (``s3prl_dd.corpus.meta``).
+    ``items`` hold each utterance once (id = its meta ``path``); ``folds`` keeps each fold's
+    train/test id lists in file order, which is what s3prl's dev split depends on."""
+    from ..corpus.meta import load_corpus, load_fold_meta
+
+    corpus = load_corpus(corpus_dir)
     items, folds = {}, {}
-    for sdir in sessions:
-        fold = sdir.name.replace("Session", "fold")
-        folds[fold] = {}
+    for k in range(1, int(corpus["n_sessions"]) + 1):
+        folds[f"fold{k}"] = {}
         for part in ("train", "test"):
-            mfile = sdir / f"{part}_meta_data.json"
-            if not mfile.is_file():
-                raise UserError(f"missing {mfile}")
-            with open(mfile) as f:
-                entries = json.load(f)["meta_data"]
-            folds[fold][part] = [e["path"] for e in entries]
+            entries = load_fold_meta(corpus, k, part)
+            folds[f"fold{k}"][part] = [e["path"] for e in entries]
             for e in entries:
                 items.setdefault(e["path"], {"id": e["path"], "path": e["path"], "label": e["label"],
                                              "speaker": e.get("speaker"), "session": e.get("session")})
-    return root, list(items.values()), folds
+    return Path(corpus["root"]), list(items.values()), folds, dict(corpus["labels"])
 
 
 def n_samples_16k(path: Path) -> int:
@@ -141,7 +126,7 @@ def _check_resume(out: Path, meta: dict, plan: dict) -> None:
 
 
 @torch.no_grad()
-def _extract_shard(upstream, rep, ds_rate, root, items, device, batch_size, max_batch_seconds,
+def _extract_shard(upstream, rep, ds_rate, count, root, items, device, batch_size, max_batch_seconds,
                    num_workers, amp, pbar) -> list[np.ndarray]:
     lengths = [it["n_samples"] for it in items]
     loader = DataLoader(_Audio(root, items), num_workers=num_workers, collate_fn=list,
@@ -154,8 +139,10 @@ def _extract_shard(upstream, rep, ds_rate, root, items, device, batch_size, max_
             feats = select(upstream(wavs)["hidden_states"], rep)
         feats = feats.float().cpu()
         for w, f in zip(wavs, feats):
-            # s3prl's Featurizer.tolist: valid frames = round(samples / downsample rate)
-            n = min(max(1, round(len(w) / ds_rate)), f.shape[0])
+            # the utterance's own frames when the front end's rule is known (frame_counter),
+            # else s3prl's Featurizer.tolist rule round(samples / downsample rate)
+            n = count(len(w)) if count else max(1, round(len(w) / ds_rate))
+            n = min(n, f.shape[0])
             out.append(f[:n].numpy())
         pbar.update(len(wavs))
     return out
@@ -191,7 +178,7 @@ def _extract(out, corpus_dir, upstream, layer, featurizer, device, fp16, shard_s
              max_batch_seconds, num_workers, amp, upstream_name, progress, max_shards, rank, world):
     if (out / "index.json").is_file():
         return {"skipped": True, "n_processed": 0, "store": str(out)}
-    root, items, folds = read_corpus(corpus_dir)
+    root, items, folds, labels = read_corpus(corpus_dir)
     rep = representation_from(layer, featurizer)
     if isinstance(upstream, str):
         upstream_name, upstream = upstream, load_upstream(upstream)
@@ -199,6 +186,7 @@ def _extract(out, corpus_dir, upstream, layer, featurizer, device, fp16, shard_s
     with torch.no_grad():
         probe = select(upstream([torch.zeros(SAMPLE_RATE, device=device)])["hidden_states"], rep)
     ds_rate = downsample_rate(upstream, SAMPLE_RATE, probe.shape[1])
+    count = frame_counter(upstream, ds_rate, device)
 
     by_id = {it["id"]: it for it in items}
     for it in items:
@@ -206,11 +194,12 @@ def _extract(out, corpus_dir, upstream, layer, featurizer, device, fp16, shard_s
     plan = {"shard_size": shard_size,
             "shards": plan_shards(items, [it["n_samples"] for it in items], shard_size)}
     meta = st.make_meta(upstream_name or type(upstream).__name__, rep, probe.shape[-1],
-                        "float16" if fp16 else "float32", ds_rate, shard_size=shard_size,
+                        "float16" if fp16 else "float32", ds_rate, labels=labels, shard_size=shard_size,
+                        frame_rule="own_frames" if count else "s3prl_round",
                         audio_root=str(root), corpus=str(Path(corpus_dir).resolve()))
     _check_resume(out, meta, plan)
+    out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
         if not (out / "meta.json").is_file():
             atomic_write_json(meta, out / "meta.json")
         if not (out / "plan.json").is_file():
@@ -229,7 +218,7 @@ def _extract(out, corpus_dir, upstream, layer, featurizer, device, fp16, shard_s
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for k, shard_items in zip(todo, todo_items):
-        arrays = _extract_shard(upstream, rep, ds_rate, root, shard_items, device, batch_size,
+        arrays = _extract_shard(upstream, rep, ds_rate, count, root, shard_items, device, batch_size,
                                 max_batch_seconds, num_workers, amp, pbar)
         st.write_shard(out, k, shard_items, arrays, meta["dtype"])
     wall = time.perf_counter() - t0

@@ -8,7 +8,9 @@ Layout of a store directory (``format_version`` 1)::
                                          "normalize": false},
                       "dim": 240, "dtype": "float32" | "float16", "downsample_rate": 160,
                       "sample_rate": 16000, "labels": {"neu": 0, "hap": 1, ...},
-                      "shard_size": 256, "n_shards": 3, "n_items": 535}
+                      "shard_size": 256, "n_shards": 3, "n_items": 535,
+                      # written by extraction:
+                      "frame_rule": "own_frames" | "s3prl_round", "audio_root", "corpus"}
     plan.json        the shard plan: {"shard_size": 256, "shards": [[id, ...], ...]} (extraction)
     shard-00000.npy  float32/float16 array (N_frames, dim): the shard's utterances concatenated
     shard-00000.done JSON list of the shard's index entries; written (atomically) only after the
@@ -16,7 +18,11 @@ Layout of a store directory (``format_version`` 1)::
     index.json       list of entries, one per utterance, in shard order:
                      {"id", "path", "label", "speaker", "session", "length", "shard", "offset"}
                      (+ "split" in stores without folds, e.g. synthetic ones: "train")
-                     "length" = frames, "offset" = first row of the utterance in its shard
+                     "length" = frames, "offset" = first row of the utterance in its shard.
+                     frame_rule "own_frames": an utterance keeps the frames the upstream gives
+                     it alone (no padding frames from its batch); "s3prl_round": s3prl's
+                     Featurizer rule round(samples / downsample_rate), for upstreams whose frame
+                     count could not be modelled (see features/upstream.py:frame_counter)
     folds.json       {"fold1": {"train": [id, ...], "test": [id, ...]}, ...}: the ids of each fold's
                      train_meta_data.json / test_meta_data.json in file order (absent in
                      synthetic stores)

@@ -35,6 +35,41 @@ def downsample_rate(upstream: torch.nn.Module, sample_len: int, n_frames: int) -
     return round(sample_len / n_frames)
 
 
+@torch.no_grad()
+def frame_counter(upstream: torch.nn.Module, ds: int, device="cpu"):
+    """``L -> frames the upstream gives an L-sample utterance on its own``, or None.
+
+    In a padded batch the upstream returns max-length outputs; s3prl's Featurizer keeps
+    ``round(L / ds)`` frames per item, which for frame-based front ends (kaldi fbank, wav2vec2's
+    conv stack) is 1-2 frames more than the utterance has, i.e. padding (zeros for fbank) that
+    depends on which utterances share the batch. Front ends of this kind give
+    ``floor((L - r) / ds) + 1`` frames; ``r`` is found by bisection on the one length in
+    ``(L0 - ds, L0]`` where the count steps, then checked on other lengths. An upstream that does
+    not fit gets None, and the caller falls back to s3prl's rule."""
+    gen = torch.Generator().manual_seed(0)
+
+    def frames(n: int) -> int:
+        wav = (0.01 * torch.randn(n, generator=gen)).to(device)
+        return upstream([wav])["hidden_states"][-1].shape[1]
+
+    top = 16000
+    t_top = frames(top)
+    lo, hi = top - ds, top  # frames(lo) < t_top <= frames(hi), if the model fits
+    if frames(lo) != t_top - 1:
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if frames(mid) == t_top else (mid, hi)
+    r = hi - (t_top - 1) * ds
+
+    def count(n: int) -> int:
+        return max(1, (n - r) // ds + 1)
+
+    if any(frames(n) != count(n) for n in (12345, 16000 + ds // 3, 24017)):
+        return None
+    return count
+
+
 def _load_runner_ckpt(path: Path) -> dict:
     # s3prl's runner pickles argparse.Namespace under 'Args'; allow exactly that class
     with torch.serialization.safe_globals([argparse.Namespace]):
@@ -85,3 +120,32 @@ def select(hidden_states: list[torch.Tensor], rep: dict) -> torch.Tensor:
     if rep.get("normalize"):
         stacked = F.layer_norm(stacked, (stacked.shape[-1],))
     return (w.to(stacked.device, stacked.dtype).view(n, 1, 1, 1) * stacked).sum(0)
+
+
+def random_hubert_base(seed: int = 0, workdir: str | os.PathLike | None = None) -> torch.nn.Module:
+    """s3prl's HuBERT upstream (13 hidden states x 768, 320 samples/frame) with random weights,
+    built offline: a fresh ``HubertModel`` with HuBERT Base's config (the dataclass defaults,
+    label_rate 50, 504 k-means targets) is written as a "converted" checkpoint and loaded by
+    s3prl's own ``UpstreamExpert``, so hooks and outputs are exactly those of ``hub.hubert``.
+    For shape and speed tests only: random weights carry no information."""
+    import tempfile
+
+    import s3prl_dd.compat
+
+    s3prl_dd.compat.apply()
+    from dataclasses import asdict
+
+    from s3prl.upstream.hubert.expert import UpstreamExpert
+    from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
+
+    torch.manual_seed(seed)
+    cfg, task = HubertConfig(label_rate=50.0), HubertPretrainingConfig(label_rate=50.0)
+    symbols = [[str(i) for i in range(504)]]
+    model = HubertModel(cfg, task, symbols)
+    state = {"task_cfg": asdict(task), "model_cfg": asdict(cfg), "model_weight": model.state_dict(),
+             "dictionaries_symbols": symbols}
+    with tempfile.TemporaryDirectory(dir=workdir) as d:
+        path = os.path.join(d, "hubert_base_random.pt")
+        torch.save(state, path)
+        upstream = UpstreamExpert(path)
+    return upstream.eval()

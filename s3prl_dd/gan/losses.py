@@ -21,9 +21,9 @@ from s3prl_dd.utils import exists
 
 Tensor = torch.Tensor
 
-# Keys of the ``lambdas`` mapping used by the combinators; same names as the ``loss:`` section
-# of the configs. λ1 (GP) is applied by ``critic_loss``, never inside ``gradient_penalty``.
-LAMBDA_KEYS = ("lambda_gp", "lambda_cls_real", "lambda_cls_fake", "lambda_fm", "lambda_div", "lambda_sml")
+# The combinators take the ``loss:`` section of a config as ``lambdas`` (lambda_gp = λ1,
+# lambda_cls_real = λ2, lambda_cls_fake = λ3, lambda_fm = λ4, lambda_div = λ5, lambda_sml = λ6).
+# λ1 is applied by ``critic_loss``, never inside ``gradient_penalty``.
 
 
 # ---------------------------------------------------------------------------- Eq. 1, 2

@@ -134,9 +134,10 @@ class ConvGenerator(ConditionalGenerator):
     a 3×3 conv to one channel, cropped to exactly (T, D). With ``attn_after = k`` a time
     self-attention follows the k-th conv layer (transposed and plain convs both count).
 
-    ``final_up`` ≠ 1 makes that last layer a transposed conv to one channel that also
-    upsamples: no multi-channel map at full resolution, which is what makes the small CPU
-    configs fast (full-resolution convs are memory-bound on a CPU).
+    ``final_up`` ≠ 1 makes that last layer upsample too, as a sub-pixel conv (3×3 conv to
+    u_t·u_d channels, rearranged into a u_t × u_d block per cell; Shi et al. 2016): no
+    multi-channel map at full resolution, which is what makes the small CPU configs fast. A
+    transposed conv to one channel would do the same, but runs several times slower on a CPU.
     """
 
     def __init__(self, T, D, num_classes, noise_dim, init_channels, channels, up=2, dilations=1,
@@ -166,15 +167,15 @@ class ConvGenerator(ConditionalGenerator):
             raise UserError(f"model.attn_after={attn_after}: the generator has {n_conv} conv layers")
         self.body = nn.Sequential(*layers)
         # Linear output, no tanh: standardised features are not bounded.
-        if (final_t, final_d) == (1, 1):
-            self.to_features = nn.Conv2d(c_in, 1, 3, padding=1)
-        else:
-            self.to_features = _upconv(c_in, 1, final_t, final_d)
+        self.final_up = (final_t, final_d)
+        self.to_features = nn.Conv2d(c_in, final_t * final_d, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.project_act(self.project(z).view(z.shape[0], *self.init_shape))
         h = self.to_features(self.body(h))
-        return h[:, 0, : self.T, : self.D]
+        (ut, ud), (b, _, t, f) = self.final_up, h.shape
+        h = h.view(b, ut, ud, t, f).permute(0, 3, 1, 4, 2).reshape(b, t * ut, f * ud)
+        return h[:, : self.T, : self.D]
 
 
 class MLPGenerator(ConditionalGenerator):
@@ -196,23 +197,28 @@ class MLPGenerator(ConditionalGenerator):
 class ConvDiscriminator(nn.Module):
     """Paper's discriminator: conv layers (8 in the paper) over the (1, T, D) map, each with
     LayerNorm-like GroupNorm(1, C) + LeakyReLU(0.2), strides shrinking T and D, then two linear
-    heads on the flattened map: the critic value and the class logits."""
+    heads on the flattened map: the critic value and the class logits. Kernels are 3×3 unless
+    ``kernel_size`` says otherwise per layer (e.g. a 5×5 stride-4 stem for the CPU configs);
+    padding is dilation·(k-1)/2, so a stride-s layer maps L to ⌈L/s⌉ for odd k."""
 
     def __init__(self, T, D, num_classes, channels, strides=2, dilations=1, kernel_size=3):
         super().__init__()
         self.T, self.D, n = T, D, len(channels)
         strides, dils = _pairs(strides, n, "d_strides"), _ints(dilations, n, "d_dilations")
+        kernels = _pairs(kernel_size, n, "d_kernel_size")
         layers, c_in, t, f = [], 1, T, D
-        for c_out, (st, sd), dil in zip(channels, strides, dils):
-            pad = dil * (kernel_size - 1) // 2
+        for c_out, (st, sd), (kt, kd), dil in zip(channels, strides, kernels, dils):
+            pt, pd = dil * (kt - 1) // 2, dil * (kd - 1) // 2
             layers.append(nn.Sequential(
-                nn.Conv2d(c_in, c_out, kernel_size, (st, sd), pad, dilation=dil),
+                nn.Conv2d(c_in, c_out, (kt, kd), (st, sd), (pt, pd), dilation=dil),
                 nn.GroupNorm(1, c_out),
                 nn.LeakyReLU(LEAK),
             ))
-            t, f = _conv_out(t, kernel_size, st, pad, dil), _conv_out(f, kernel_size, sd, pad, dil)
+            t, f = _conv_out(t, kt, st, pt, dil), _conv_out(f, kd, sd, pd, dil)
             if t < 1 or f < 1:
                 raise UserError(f"model.d_strides shrink the ({T}, {D}) input to nothing")
+            if kt < st or kd < sd:
+                raise UserError(f"model.d_kernel_size ({kt}, {kd}) < stride ({st}, {sd}) skips inputs")
             c_in = c_out
         self.layers = nn.ModuleList(layers)
         self.out_shape = (c_in, t, f)

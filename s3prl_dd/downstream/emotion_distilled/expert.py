@@ -79,7 +79,15 @@ class DownstreamExpert(nn.Module):
         self.register_buffer("best_score", torch.full((1,), -1.0))
 
     def _training_set(self, dataset, train_idx, **kwargs):
-        return Subset(dataset, train_idx)
+        source = self.datarc.get("train_source", "real")
+        if source == "real":
+            return Subset(dataset, train_idx)
+        if source == "synthetic":
+            from .synthetic import synthetic_training_set
+
+            return synthetic_training_set(self.datarc.get("synthetic") or {}, kwargs.get("upstream_ckpt"),
+                                          dataset.class_dict, len(train_idx))
+        raise UserError(f"datarc.train_source={source!r}: choose 'real' or 'synthetic'")
 
     def get_downstream_name(self):
         return self.fold.replace("fold", "emotion")

@@ -1,0 +1,117 @@
+"""Sample a synthetic dataset from a distilled generator into a feature store.
+
+The store has the same format as one of real features (``features.store.write_store``) and
+holds RAW upstream-scale features (the generator's standardisation undone), so every later
+stage (ER training, s3prl's expert, the report) reads it as it reads real features.
+
+Budgets: ``ppc`` per class (balanced), ``total`` split by the real train prior or evenly, or
+explicit ``counts``. Noise for class c comes from its own generator seeded by (seed, c) and is
+drawn in fixed chunks, so a smaller budget is a prefix of a larger one with the same seed
+(the 5-ppc set is inside the 20-ppc set), and batching does not change any sample.
+
+``s3prl-dd sample --generator G.pt --out STORE [--ppc 20 | --total 400 --balance prior |
+--counts neu=10,hap=5,...] --seed 0 [--length T]``
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..features.store import make_meta, write_store
+from ..utils import UserError
+from .checkpoint import DistilledGenerator, load_generator
+from .data import crop_or_tile
+from .realdata import step_generator
+
+CHUNK = 64  # noise rows per draw; fixed so that budgets nest (see module docstring)
+
+
+def parse_counts(text: str, labels: dict) -> dict[str, int]:
+    """``"neu=10,hap=5"`` -> {"neu": 10, "hap": 5} (classes left out get 0)."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or name.strip() not in labels:
+            raise UserError(f"--counts: '{part}' is not <label>=<n> with a label in {list(labels)}")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise UserError(f"--counts: '{value}' is not an integer") from None
+    return out
+
+
+def budget(labels: dict, prior, ppc: int | None = None, total: int | None = None,
+           balance: str = "prior", counts: dict | None = None) -> dict[str, int]:
+    """Samples per class name, in label-id order. Exactly one of ppc, total, counts."""
+    names = sorted(labels, key=labels.get)
+    if sum(x is not None for x in (ppc, total, counts)) != 1:
+        raise UserError("give exactly one of --ppc, --total or --counts")
+    if counts is not None:
+        out = {n: int(counts.get(n, 0)) for n in names}
+    elif ppc is not None:
+        out = {n: int(ppc) for n in names}
+    else:
+        if balance == "balanced":
+            weights = np.ones(len(names))
+        elif balance == "prior":
+            weights = np.asarray(prior, dtype=np.float64)
+            if len(weights) != len(names) or weights.sum() <= 0:
+                raise UserError("the generator stores no usable class prior; use --balance balanced")
+        else:
+            raise UserError(f"--balance must be 'prior' or 'balanced', got {balance!r}")
+        # Largest remainder: the counts sum to `total` exactly and each is within 1 of its share.
+        share = weights / weights.sum() * int(total)
+        base = np.floor(share).astype(int)
+        for i in np.argsort(-(share - base), kind="stable")[: int(total) - base.sum()]:
+            base[i] += 1
+        out = dict(zip(names, base.tolist()))
+    if any(v < 0 for v in out.values()) or sum(out.values()) == 0:
+        raise UserError(f"the sampling budget {out} is empty or negative")
+    return out
+
+
+@torch.no_grad()
+def generate_class(g: DistilledGenerator, label_id: int, n: int, seed: int, batch_size: int = 256) -> torch.Tensor:
+    """``n`` raw-scale samples (n, T, D) of one class, on CPU."""
+    gen = step_generator(seed, "sample", label_id)
+    noise = torch.cat([torch.randn(CHUNK, g.noise_dim, generator=gen)
+                       for _ in range(math.ceil(n / CHUNK))])[:n]
+    out = []
+    for s in range(0, n, batch_size):
+        e = noise[s: s + batch_size].to(g.mean.device)
+        y = torch.full((len(e),), label_id, dtype=torch.long, device=e.device)
+        out.append(g(y, e).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, g.T, g.D)
+
+
+def sample_items(g: DistilledGenerator, counts: dict[str, int], seed: int, length: int | None = None):
+    """Store items {"id", "label", "features"} for ``counts``; ``length`` crops (seeded) or tiles
+    the generator's T frames to that many (e.g. GAN-MLP's single mean vector to a sequence)."""
+    for name, n in counts.items():
+        if n == 0:
+            continue
+        x = generate_class(g, g.labels[name], n, seed)
+        fit = step_generator(seed, "length", g.labels[name])
+        for k in range(n):
+            f = x[k] if length in (None, x.shape[1]) else crop_or_tile(x[k], int(length), fit)
+            yield {"id": f"gan-{name}-{k:06d}", "label": name, "features": f.numpy()}
+
+
+def sample_to_store(generator_path, out, ppc=None, total=None, balance="prior", counts=None,
+                    seed: int = 0, length: int | None = None, device="cpu"):
+    """Write a synthetic feature store at ``out``; returns the opened FeatureStore."""
+    g = load_generator(generator_path, device)
+    if isinstance(counts, str):
+        counts = parse_counts(counts, g.labels)
+    plan = budget(g.labels, g.prior, ppc, total, balance, counts)
+    if length is not None and int(length) < 1:
+        raise UserError(f"--length must be >= 1, got {length}")
+    info = g.info
+    meta = make_meta(info.get("upstream") or "unknown", info["representation"], g.D,
+                     downsample_rate=info.get("downsample_rate"), labels=g.labels,
+                     source="gan", generator=str(Path(generator_path).resolve()), seed=int(seed),
+                     counts=plan, fold=info.get("fold"), length=length or g.T)
+    return write_store(out, sample_items(g, plan, int(seed), length), meta)

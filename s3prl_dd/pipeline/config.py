@@ -1,0 +1,108 @@
+"""Pipeline configs: YAML + ``-o a.b=v,,c=w`` overrides, validated before any work starts."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from ..utils import UserError, apply_overrides, load_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+VARIANTS = {"baseline": [], "div": ["div"], "sml": ["sml"], "div_sml": ["div", "sml"]}
+REAL_SOURCES = {"real", "random", "herding"}
+DOWNSTREAMS = {"linear": "UtteranceLevel", "deep": "DeepModel"}
+
+DEFAULTS = {
+    "name": "pipeline",
+    "corpus": {"type": "builtin", "n_per_speaker": 40, "seed": 0},
+    "upstream": "fbank_no_cmvn",
+    "layer": -1,
+    "device": None,                     # None: cuda if available, else cpu
+    "workers": 1,                       # parallel processes for GAN training and ER cells
+    "folds": [1],
+    "seeds": [0],                       # downstream seeds: sampling draw + ER initialisation
+    "gan_seed": 0,                      # one GAN per fold x arch x variant
+    "er": {"profile": "fast", "overrides": None},
+    "deep_er": {"profile": "fast", "overrides": "runner.total_steps=300,,runner.eval_step=50"},
+    "pool": {"overrides": None},
+    "gan": {"archs": ["gan_mlp"], "variants": ["baseline", "div_sml"],
+            "configs": {"gan_mlp": "downstream_configs/gan/gan_mlp_cpu.yaml",
+                        "gan_att": "downstream_configs/gan/gan_att_cpu.yaml",
+                        "gan_cnn": "downstream_configs/gan/gan_cnn_cpu.yaml"},
+            "overrides": {},
+            "arch_variants": {}},       # per-arch variant list, e.g. {gan_att: [baseline, div_sml]}
+    "sources": ["real", "random", "gan"],
+    "budgets": [5, 10, 20],             # points per class; "full" = the real train size
+    "balance": ["balanced"],            # balanced | imbalanced (= the real class prior)
+    "table3": True,                     # real vs GAN at the balanced-minority size and full size
+    "downstreams": ["linear"],
+    "per_downstream": {},               # a smaller grid for a slow downstream, e.g.
+                                        # {deep: {sources: [real, random, gan], budgets: [5, 20], seeds: [0], table3: false}}
+    "distill": {},                      # per-source configs for gan_latent / gan_herding / dm / herding
+}
+
+
+PER_DOWNSTREAM_KEYS = {"sources", "budgets", "seeds", "table3", "balance"}
+
+
+def for_downstream(cfg: dict, ds: str) -> dict:
+    """The grid settings that apply to downstream ``ds``."""
+    return {**cfg, **cfg["per_downstream"].get(ds, {})}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_pipeline_config(path, overrides=None) -> dict:
+    raw = load_yaml(path)
+    unknown = set(raw) - set(DEFAULTS)
+    if unknown:
+        raise UserError(f"{path}: unknown pipeline keys {sorted(unknown)} (known: {sorted(DEFAULTS)})")
+    cfg = apply_overrides(_merge(DEFAULTS, raw), overrides)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: dict) -> None:
+    for v in [v for a in cfg["gan"]["archs"] for v in variants_for(cfg, a)]:
+        if v not in VARIANTS:
+            raise UserError(f"gan.variants: unknown variant '{v}' (choose from {list(VARIANTS)})")
+    for a in cfg["gan"]["archs"]:
+        if a not in cfg["gan"]["configs"]:
+            raise UserError(f"gan.archs: no config for '{a}' in gan.configs")
+    for d in cfg["downstreams"]:
+        if d not in DOWNSTREAMS:
+            raise UserError(f"downstreams: unknown '{d}' (choose from {list(DOWNSTREAMS)})")
+    for ds, sub in cfg["per_downstream"].items():
+        if ds not in cfg["downstreams"] or not set(sub) <= PER_DOWNSTREAM_KEYS:
+            raise UserError(f"per_downstream.{ds}: a listed downstream with keys from {sorted(PER_DOWNSTREAM_KEYS)}")
+        if not set(sub.get("sources", [])) <= set(cfg["sources"]):
+            raise UserError(f"per_downstream.{ds}.sources must be a subset of sources")
+    for b in cfg["budgets"]:
+        if not (b == "full" or (isinstance(b, int) and b > 0)):
+            raise UserError(f"budgets: {b!r} is neither a positive integer nor 'full'")
+    for b in cfg["balance"]:
+        if b not in ("balanced", "imbalanced"):
+            raise UserError(f"balance: {b!r} (balanced | imbalanced)")
+    if not cfg["folds"] or not cfg["seeds"]:
+        raise UserError("folds and seeds must not be empty")
+
+
+def variants_for(cfg: dict, arch: str) -> list[str]:
+    """The loss variants trained for ``arch``; the last one is "the" distiller of that arch
+    (its samples feed gan_latent / gan_herding and Table 3)."""
+    return cfg["gan"]["arch_variants"].get(arch, cfg["gan"]["variants"])
+
+
+def variant_overrides(variant: str) -> str:
+    """The paper's ablation rows as loss weights: a term absent from the variant gets λ = 0."""
+    losses = VARIANTS[variant]
+    parts = []
+    if "div" not in losses:
+        parts.append("loss.lambda_div=0.0")
+    if "sml" not in losses:
+        parts.append("loss.lambda_sml=0.0")
+    return ",,".join(parts)

@@ -1,0 +1,82 @@
+"""Report figures (matplotlib is optional: `pip install s3prl-dd[report]`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..features.store import FeatureStore  # noqa: E402
+from ..gan.checkpoint import load_generator  # noqa: E402
+from ..gan.sampler import generate_class  # noqa: E402
+from ..protocol import LABELS  # noqa: E402
+from .config import for_downstream, variants_for  # noqa: E402
+from .report import _match, _methods  # noqa: E402
+
+
+def _uar_vs_budget(run: Path, cfg: dict, records: list[dict], ds: str) -> str:
+    budgets = [b for b in cfg["budgets"] if b != "full"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, sel in _methods(cfg):
+        means, stds = [], []
+        for b in budgets:
+            v = [r["test_uar"] for r in records if _match(r, **sel, ppc=b, balance="balanced", downstream=ds)]
+            means.append(np.mean(v) if v else np.nan)
+            stds.append(np.std(v, ddof=1) if len(v) > 1 else 0.0)
+        ax.errorbar(budgets, means, yerr=stds, capsize=3, marker="o", label=name)
+    real = [r["test_uar"] for r in records if _match(r, source="real", downstream=ds)]
+    if real:
+        ax.axhline(np.mean(real), color="k", ls="--", label="full real")
+    ax.set_xscale("log")
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.set_xlabel("points per class")
+    ax.set_ylabel("test UAR (%)")
+    ax.set_title(f"{cfg['name']}: UAR vs budget ({ds} downstream)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    name = f"uar_vs_budget_{ds}.png"
+    fig.savefig(run / name, dpi=120)
+    plt.close(fig)
+    return name
+
+
+def _projection(run: Path, cfg: dict) -> str | None:
+    arch = cfg["gan"]["archs"][0]
+    gens = sorted((run / "gans").glob(f"{arch}-{variants_for(cfg, arch)[-1]}-fold{cfg['folds'][0]}/*/generator.pt"))
+    if not gens:
+        return None
+    store = FeatureStore.open(run / "store")
+    fold = f"fold{cfg['folds'][0]}"
+    idx = store.split(fold, "train")
+    mean, std = store.stats(fold)
+    real, y_real = (store.pooled(idx) - mean) / std, store.labels(idx)
+    g = load_generator(gens[0])
+    fake = np.concatenate([generate_class(g, c, 50, 0).mean(1).numpy() for c in range(len(LABELS))])
+    fake, y_fake = (fake - mean) / std, np.repeat(np.arange(len(LABELS)), 50)
+    centre = real.mean(0)
+    _, _, vt = np.linalg.svd(real - centre, full_matrices=False)  # PCA fitted on real data only
+    pr, pf = (real - centre) @ vt[:2].T, (fake - centre) @ vt[:2].T
+    fig, ax = plt.subplots(figsize=(6.4, 5))
+    for name, c in LABELS.items():
+        color = f"C{c}"
+        ax.scatter(*pr[y_real == c].T, s=14, color=color, alpha=0.6, label=f"real {name}")
+        ax.scatter(*pf[y_fake == c].T, s=22, color=color, marker="x", label=f"GAN {name}")
+    ax.set_title(f"PCA of utterance means, {fold} train: real (o) vs {gens[0].parents[1].name} (x)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(run / "projection.png", dpi=120)
+    plt.close(fig)
+    return "projection.png"
+
+
+def write_plots(run: Path, cfg: dict, records: list[dict]) -> list[str]:
+    md = ["## Figures", ""]
+    for ds in cfg["downstreams"]:
+        md.append(f"![UAR vs budget, {ds}]({_uar_vs_budget(run, for_downstream(cfg, ds), records, ds)})")
+    proj = _projection(run, cfg)
+    if proj:
+        md.append(f"![real vs generated]({proj})")
+    return md + [""]

@@ -1,0 +1,158 @@
+"""Orchestration: each stage's output lives under the run directory and is reused when present.
+
+    run/corpus/          corpus.json + meta_data           (s3prl_dd.corpus.build_corpus)
+    run/store/           feature store                     (s3prl_dd.features.extract)
+    run/pool/foldK/      teacher pool                      (s3prl_dd.er.pool.build_pool)
+    run/gans/<a>-<v>-foldK/NNNNN-*/generator.pt            (s3prl_dd.gan.trainer.train_gan)
+    run/cells/<key>.json one downstream result per grid cell
+    run/results.json, run/report.md, run/*.png           (s3prl_dd.pipeline.report)
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..utils import atomic_write_json, load_yaml, save_yaml
+from .cells import GAN_SOURCES, cell_key, enumerate_cells, run_cell
+from .config import ROOT, load_pipeline_config, variant_overrides, variants_for
+
+
+def _device(cfg) -> str:
+    return cfg["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _guarded(fn, *job):
+    """A failing cell must not end the grid: its error is returned, written beside the cells
+    and retried on the next run. Interrupts still stop everything."""
+    try:
+        return fn(*job)
+    except Exception as e:  # noqa: BLE001
+        import traceback
+
+        return CellError(f"{type(e).__name__}: {e}", traceback.format_exc())
+
+
+class CellError:
+    def __init__(self, message: str, trace: str):
+        self.message, self.trace = message, trace
+
+
+def _pool_map(fn, jobs: list, workers: int, desc: str, position: int = 1):
+    """Run ``fn(*job)`` for each job, in ``workers`` spawned processes (1 = in this process),
+    yielding (job, result) as they finish, under a progress bar."""
+    bar = tqdm(total=len(jobs), desc=desc, position=position, leave=False, dynamic_ncols=True)
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield job, fn(*job)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=torch.set_num_threads,
+                                 initargs=(1,)) as ex:
+            futures = {ex.submit(fn, *job): job for job in jobs}
+            for f in as_completed(futures):
+                yield futures[f], f.result()
+                bar.update()
+    bar.close()
+
+
+def _stage_store(cfg, run: Path, device: str) -> Path:
+    from ..corpus import build_corpus
+    from ..features.extract import extract
+
+    build_corpus(cfg["corpus"], run / "corpus")
+    store = run / "store"
+    if not (store / "index.json").is_file():
+        extract(run / "corpus", store, upstream=cfg["upstream"], layer=cfg["layer"], device=device)
+    return store
+
+
+def _stage_pools(cfg, run: Path, store_path: Path, device: str) -> dict:
+    from ..er.pool import build_pool
+    from ..er.train import er_config
+    from ..features.store import FeatureStore
+
+    if not any("sml" in v for a in cfg["gan"]["archs"] for v in variants_for(cfg, a)) and "gan_latent" not in cfg["sources"]:
+        return {}
+    store, pools = FeatureStore.open(store_path), {}
+    er = cfg["er"]
+    pool_cfg = er_config(profile=er.get("profile"), overrides=er.get("overrides"))
+    from ..utils import apply_overrides
+
+    pool_cfg = apply_overrides(pool_cfg, cfg["pool"].get("overrides"))
+    for fold in tqdm(cfg["folds"], desc="teacher pools", position=1, leave=False):
+        pools[f"fold{fold}"] = str(build_pool(store, f"fold{fold}", pool_cfg, run / "pool" / f"fold{fold}",
+                                              device=device, progress=False))
+    return pools
+
+
+def _gan_job(arch, variant, fold, cfg, store, pool, out, device):
+    from ..gan.trainer import train_gan
+
+    out = Path(out)
+    runs = sorted(p for p in out.glob("*") if (p / "config.yaml").is_file()) if out.is_dir() else []
+    over = ",,".join(filter(None, [variant_overrides(variant), cfg["gan"]["overrides"].get(arch),
+                                   f"train.seed={cfg['gan_seed']}"]))
+    if runs and (runs[-1] / "generator.pt").is_file() and (runs[-1] / "result.json").is_file():
+        return str(runs[-1] / "generator.pt")
+    if runs and list(runs[-1].glob("ckpt-*.pt")):
+        r = train_gan(None, None, None, resume=runs[-1], device=device)
+    else:
+        r = train_gan(str(ROOT / cfg["gan"]["configs"][arch]), store, f"fold{fold}", pool_dir=pool,
+                      out_dir=out, device=device, overrides=over, name=f"{arch}-{variant}")
+    return r["generator"]
+
+
+def _stage_gans(cfg, run: Path, store: Path, pools: dict, device: str) -> dict:
+    needs = set(cfg["sources"]) & GAN_SOURCES
+    if not needs:
+        return {}
+    jobs = [(a, v, f, cfg, str(store), pools.get(f"fold{f}") if "sml" in v else None,
+             str(run / "gans" / f"{a}-{v}-fold{f}"), device)
+            for f in cfg["folds"] for a in cfg["gan"]["archs"] for v in variants_for(cfg, a)]
+    return {f"{a}-{v}-fold{f}": g for (a, v, f, *_), g in _pool_map(_gan_job, jobs, cfg["workers"], "GANs")}
+
+
+def run_pipeline(config_path, overrides=None, out: str | Path | None = None, report: bool = True) -> Path:
+    cfg = load_pipeline_config(config_path, overrides)
+    run = Path(out or Path("runs") / cfg["name"])
+    run.mkdir(parents=True, exist_ok=True)
+    saved = run / "config.yaml"
+    if saved.is_file() and load_yaml(saved) != cfg:
+        print(f"[pipeline] {saved} differs from the requested config: completed cells are kept; "
+              "delete the run directory to start over")
+    save_yaml(cfg, saved)
+    device = _device(cfg)
+
+    cells = enumerate_cells(cfg)
+    cell_dir = run / "cells"
+    cell_dir.mkdir(exist_ok=True)
+    todo = [c for c in cells if not (cell_dir / f"{cell_key(c)}.json").is_file()]
+    grid = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="grid (cells)", position=0, dynamic_ncols=True)
+    if todo:
+        store = _stage_store(cfg, run, device)
+        pools = _stage_pools(cfg, run, store, device)
+        generators = _stage_gans(cfg, run, store, pools, device)
+        ctx = {"cfg": cfg, "store": str(store), "pools": pools, "generators": generators, "device": device}
+        failed = 0
+        for (_, cell, _), record in _pool_map(_guarded, [(run_cell, c, ctx) for c in todo], cfg["workers"], "cells"):
+            key = cell_key(cell)
+            if isinstance(record, CellError):
+                failed += 1
+                (cell_dir / f"{key}.error").write_text(record.trace)
+                tqdm.write(f"[pipeline] cell {key} failed: {record.message} (see cells/{key}.error; rerun retries it)")
+                continue
+            (cell_dir / f"{key}.error").unlink(missing_ok=True)
+            atomic_write_json(record, cell_dir / f"{key}.json")
+            grid.update()
+        if failed:
+            tqdm.write(f"[pipeline] {failed} cell(s) failed; the report covers the rest")
+    grid.close()
+    if report:
+        from .report import write_report
+
+        write_report(run, cfg, cells)
+    return run

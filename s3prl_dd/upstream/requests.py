@@ -1,0 +1,26 @@
+"""Synthetic-sample requests: how a GAN sample travels through s3prl's runner as a "wav".
+
+s3prl's runner always runs ``upstream(wavs)`` then the Featurizer, which keeps
+``round(len(wav) / downsample_rate)`` frames per item. A training item of a synthetic dataset
+is therefore a float vector of ``length * downsample_rate`` samples whose head encodes which
+sample to generate; the ``synthetic`` upstream decodes it and returns that many frames."""
+from __future__ import annotations
+
+import numpy as np
+
+MAGIC = -31337.0  # impossible as an audio sample (|x| <= 1), so real audio is never mistaken
+FIELDS = ("label", "index", "class_total", "seed", "length")
+
+
+def encode(label: int, index: int, class_total: int, seed: int, length: int, downsample_rate: int) -> np.ndarray:
+    wav = np.zeros(max(length * downsample_rate, len(FIELDS) + 1), dtype=np.float32)
+    wav[0] = MAGIC
+    wav[1: 1 + len(FIELDS)] = (label, index, class_total, seed, length)
+    return wav
+
+
+def decode(wav) -> dict | None:
+    """The request's fields, or None for real audio."""
+    if len(wav) <= len(FIELDS) or float(wav[0]) != MAGIC:
+        return None
+    return {k: int(v) for k, v in zip(FIELDS, wav[1: 1 + len(FIELDS)].tolist())}
