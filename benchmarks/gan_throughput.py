@@ -8,7 +8,7 @@ Data: a random feature store of the config's dimension (utterances of 200 frames
 trained on it, so the numbers are those of a run minus the quick evaluation.
 
     python benchmarks/gan_throughput.py [--configs a.yaml ...] [--device cpu|cuda] [--threads 1]
-        [--steps 20] [--paper-steps 2] [--bf16] [--out benchmarks/results/gan_throughput.json]
+        [--steps 20] [--paper-steps 1] [--paper-batch 2] [--bf16] [--out benchmarks/results/gan_throughput.json]
 
 Default configs: every ``downstream_configs/gan/*_cpu.yaml`` for ``--steps`` steps, every
 ``*_paper.yaml`` for ``--paper-steps`` (they are GPU-sized; on a CPU a step takes seconds).
@@ -108,9 +108,9 @@ def main(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--paper-steps", type=int, default=2)
+    p.add_argument("--paper-steps", type=int, default=1)
     p.add_argument("--paper-batch", type=int, help="batch for the paper configs (default: theirs on "
-                   "CUDA, 4 on a CPU, where batch 64 at 256 x 768 needs tens of GB and minutes a step)")
+                   "CUDA, 2 on a CPU, where batch 64 at 256 x 768 needs tens of GB and minutes a step)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gan_throughput.json"))
     a = p.parse_args(argv)
@@ -122,7 +122,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         for c in configs:
             paper = c.endswith("_paper.yaml")
-            batch = (a.paper_batch or (4 if device.type == "cpu" else None)) if paper else None
+            batch = (a.paper_batch or (2 if device.type == "cpu" else None)) if paper else None
             r = measure(c, a.paper_steps if paper else a.steps, device, a.bf16, Path(tmp), stores, batch)
             results.append(r)
             print(f"{r['config']:45s} {r['arch']:8s} T={r['T']:<4} D={r['D']:<4} "

@@ -66,7 +66,7 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     try:
         if a.vox:
-            layout = voxceleb_layout(a.vox)
+            layout = {"file_path": str(a.vox), "meta_data": str(Path(a.vox) / "iden_split.txt")}  # real VoxCeleb1
         else:
             layout = voxceleb_layout(work / f"vox-{a.n_speakers}x{a.n_per_speaker}", n_speakers=a.n_speakers,
                                      n_per_speaker=a.n_per_speaker)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -44,12 +45,14 @@ def run_fold(corpus_dir: Path, fold: int, upstream: str, seed: int, work: Path) 
     exp = work / f"exp-{corpus_dir.name}-fold{fold}-seed{seed}"
     runner = [sys.executable, "-m", "s3prl_dd.run_downstream"]
     over = f"config.downstream_expert.datarc.corpus='{corpus_dir}',,config.downstream_expert.datarc.test_fold='fold{fold}',,{CPU_SCHEDULE}"
+    # one thread per run: the runner's default (all cores) thrashes when anything else is running
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     t0 = time.time()
     subprocess.run([*runner, "-m", "train", "-u", upstream, "-d", "emotion_distilled", "-c", str(CONFIG),
-                    "-p", str(exp), "--seed", str(seed), "-o", over], check=True, capture_output=True)
+                    "-p", str(exp), "--seed", str(seed), "-o", over], check=True, capture_output=True, env=env)
     seconds = time.time() - t0
     out = subprocess.run([*runner, "-m", "evaluate", "-e", str(exp / "dev-best.ckpt")], check=True,
-                         capture_output=True, text=True).stdout
+                         capture_output=True, text=True, env=env).stdout
     acc, uar = map(float, re.search(r"test acc: ([\d.]+)\s+uar: ([\d.]+)", out).groups())
     return {"fold": fold, "seed": seed, "test_acc": 100 * acc, "test_uar": 100 * uar, "train_seconds": seconds}
 

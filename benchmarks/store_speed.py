@@ -10,6 +10,7 @@ process start, imports and audio pre-loading cancel out.
   fbank_no_cmvn (240-dim, real EmoDB fold 1):
     runner    s3prl's runner (python -m s3prl_dd.run_downstream -d emotion_distilled), upstream
               on the fly, as a user would run it
+    runner_cached  the same runner with -u cached -k <the store> (+ runner_ratio: on the fly / cached)
     emulated  the same in-process: upstream forward on each mini-batch, then the ER step
     frames    train_er on the store's frames;   pooled: on its time-means (linear model)
     + extraction throughput (utterances/s, real-time factor)
@@ -62,13 +63,14 @@ def store_steps(train: ERData, steps: int, pooled: bool) -> float:
     return train_er(train, None, None, cfg_for(steps, pooled), device="cpu")["train_seconds"]
 
 
-def runner_steps(corpus_dir: Path, steps: int, work: Path) -> float:
-    exp = work / f"runner-{steps}"
+def runner_steps(corpus_dir: Path, steps: int, work: Path, upstream: str = "fbank_no_cmvn", store=None) -> float:
+    """s3prl's runner, upstream on the fly, or ``upstream="cached"`` reading ``store``."""
+    exp = work / f"runner-{upstream}-{steps}"
     over = (f"config.downstream_expert.datarc.corpus='{corpus_dir}',,config.runner.total_steps={steps},,"
             f"config.runner.eval_step={10 ** 9},,config.runner.save_step={10 ** 9},,config.runner.log_step={10 ** 9},,"
             "config.downstream_expert.datarc.test_fold='fold1'")
-    cmd = [sys.executable, "-m", "s3prl_dd.run_downstream", "-m", "train", "-u", "fbank_no_cmvn",
-           "-d", "emotion_distilled", "-c", str(ROOT / "downstream_configs" / "emotion_distilled.yaml"),
+    cmd = [sys.executable, "-m", "s3prl_dd.run_downstream", "-m", "train", "-u", upstream,
+           *(["-k", str(store)] if store is not None else []), "-d", "emotion_distilled", "-c", str(ROOT / "downstream_configs" / "emotion_distilled.yaml"),
            "-p", str(exp), "-o", over]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -145,6 +147,11 @@ def main(argv=None) -> int:
         fb["runner"] = "skipped (--skip_runner)"
     else:
         fb["runner"] = marginal(lambda n: runner_steps(corpus_dir, n, tmp), n0, n1)
+        # the same runner reading the store through -u cached: what the store buys s3prl users
+        fb["runner_cached"] = marginal(lambda n: runner_steps(corpus_dir, n, tmp, "cached", tmp / "fbank"), n0, n1)
+        fb["runner_ratio"] = fb["runner"]["s_per_step"] / fb["runner_cached"]["s_per_step"]
+        print(f"runner s/step: on the fly {fb['runner']['s_per_step'] * 1e3:.1f} ms, -u cached "
+              f"{fb['runner_cached']['s_per_step'] * 1e3:.1f} ms (x{fb['runner_ratio']:.2f})", flush=True)
     ref = fb["runner"]["s_per_step"] if isinstance(fb["runner"], dict) else fb["emulated_on_the_fly"]["s_per_step"]
     fb["speedup_frames"] = ref / fb["store_frames"]["s_per_step"]
     fb["speedup_pooled"] = ref / fb["store_pooled"]["s_per_step"]

@@ -11,19 +11,21 @@ from .errors import UserError
 
 
 def _corpus(args):
-    from .corpus import build_corpus
+    from .corpus import build_corpus, make_builtin_voxceleb
 
+    if args.type in ("manifest", "iemocap") and not args.source:
+        raise UserError(f"--source is required for a {args.type} corpus")
+    if args.type == "voxceleb":
+        info = make_builtin_voxceleb(args.out, n_speakers=args.n_speakers, seed=args.seed)
+        print(json.dumps(info, indent=1, default=str)[:2000])
+        return
     spec = {"type": args.type}
     if args.type == "builtin":
         spec.update(n_per_speaker=args.n_per_speaker, seed=args.seed)
     elif args.type == "manifest":
         spec.update(csv=args.source)
-    elif args.type == "iemocap":
+    else:
         spec.update(root=args.source)
-    elif args.type == "voxceleb":
-        spec.update(n_speakers=args.n_speakers, seed=args.seed)
-    if args.type in ("manifest", "iemocap") and not args.source:
-        raise UserError(f"--source is required for a {args.type} corpus")
     info = build_corpus(spec, args.out)
     print(json.dumps({k: info[k] for k in ("name", "source", "root", "counts") if k in info}, indent=1))
 

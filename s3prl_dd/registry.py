@@ -16,6 +16,7 @@ UPSTREAMS = {
     # name: "module:callable"
     "synthetic": "s3prl_dd.upstream.synthetic:synthetic",
     "ser_probe": "s3prl_dd.upstream.ser_probe:ser_probe",
+    "cached": "s3prl_dd.upstream.cached:cached",  # -k FEATURE_STORE: serves stored features
 }
 
 

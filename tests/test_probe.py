@@ -165,7 +165,7 @@ def test_sid_recipe_on_ser_probe_through_s3prl_runner(tmp_path):
     (asks the runner to fine-tune the upstream): the SER layer must come out unchanged."""
     from s3prl_dd.probe.sid import read_sid_log, sid_argv, voxceleb_layout
 
-    layout = voxceleb_layout(tmp_path / "vox", n_speakers=4, n_per_speaker=4, duration=(0.5, 0.7))
+    layout = voxceleb_layout(tmp_path / "vox", n_speakers=4, n_per_speaker=4)
     er_ckpt(tmp_path / "er-1.pt", 240, stats=(np.full(240, -5.0), np.full(240, 3.0)))
     fast = ("config.runner.total_steps=4,,config.runner.eval_step=2,,config.runner.save_step=2,,"
             "config.runner.log_step=2,,config.runner.gradient_accumulate_steps=1,,config.downstream_expert.datarc.max_timestep=16000")

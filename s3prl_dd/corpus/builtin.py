@@ -39,8 +39,8 @@ DROPPED = ("fru", "sur", "xxx")
 SPEAKERS = ("F", "M")
 DIALOG_SIZE = 15
 DURATION = (1.0, 3.0)
-# Calibrated with calibrate.py at the default size: the linear ER proxy gives 73.4 / 70.0 / 67.1%
-# UAR (seeds 0 / 1 / 2), speaker ID 81-86%. The EmoDB copy gives 68.9% with the same proxy.
+# Calibrated with calibrate.py at the default size: the linear ER proxy gives 70.3 / 71.7 / 66.8%
+# UAR (seeds 0 / 1 / 2), speaker ID 80-86%. The EmoDB copy gives 68.9% with the same proxy.
 SEPARATION, SPREAD = 1.1, 1.0
 VAD = {"neu": (3.0, 2.5, 2.5), "hap": (4.0, 3.0, 3.0), "exc": (4.0, 3.5, 3.5), "ang": (1.5, 4.0, 4.0),
        "sad": (1.5, 2.0, 2.0), "fru": (2.0, 3.5, 3.5), "sur": (3.5, 4.0, 3.0), "xxx": (2.5, 3.0, 3.0)}
@@ -84,7 +84,9 @@ def class_quota(n: int, weights: dict = CLASS_WEIGHTS) -> dict:
     total = sum(weights.values())
     exact = {k: n * w / total for k, w in weights.items()}
     quota = {k: int(math.floor(v)) for k, v in exact.items()}
-    for k in sorted(exact, key=lambda k: (quota[k] - exact[k], list(weights).index(k)))[: n - sum(quota.values())]:
+    # the largest fractional parts get the leftover units; ties go to the first class
+    order = sorted(exact, key=lambda k: (quota[k] - exact[k], list(weights).index(k)))
+    for k in order[: n - sum(quota.values())]:
         quota[k] += 1
     return quota
 
@@ -130,7 +132,8 @@ def voices(seed: int) -> dict:
 
 
 def channels(seed: int) -> dict:
-    return {k: synth.make_channel(np.random.default_rng([seed, _CHANNEL, k])) for k in range(1, N_FOLDS + 1)}
+    return {k: synth.make_channel(np.random.default_rng([seed, _CHANNEL, k]))
+            for k in range(1, N_FOLDS + 1)}
 
 
 def render_utt(utt: Utt, seed: int, voice_table: dict, channel_table: dict,
@@ -198,7 +201,8 @@ def make_builtin_corpus(out_dir: str | os.PathLike, n_per_speaker: int = 40, see
     dropped = {k: raw[k] for k in DROPPED if raw[k]}
     notes = [f"synthetic: {N_FOLDS} sessions x {len(SPEAKERS)} speakers, {n_per_speaker} "
              f"target-class utterances per speaker, seed {seed}",
-             f"dropped {sum(dropped.values())} utterances with labels {dropped} (as s3prl's preprocessing)",
+             f"dropped {sum(dropped.values())} utterances with labels {dropped} "
+             f"(as s3prl's preprocessing)",
              f"{raw['exc']} 'exc' utterances merged into 'hap'"]
     for note in notes:
         log.info(note)

@@ -155,7 +155,8 @@ def import_manifest(csv_path: str | os.PathLike, out_dir: str | os.PathLike,
         notes.append(f"{audio['n_resampled']} files are not {SAMPLE_RATE} Hz "
                      f"(rates {audio['sample_rates']}): resampled when loaded")
     if audio["n_multichannel"]:
-        notes.append(f"{audio['n_multichannel']} files have more than one channel: mixed to mono when loaded")
+        notes.append(f"{audio['n_multichannel']} files have more than one channel: "
+                     f"mixed to mono when loaded")
     for note in notes:
         log.info("%s: %s", csv_path.name, note)
 

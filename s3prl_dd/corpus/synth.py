@@ -225,7 +225,8 @@ def render(rng: np.random.Generator, voice: Voice, style: dict, channel: Channel
 
     for freq, gain in voice.timbre:
         speech = _peak(speech, freq, gain)
-    # loudness: speech at about -34 dBFS RMS (headroom for loud anger), moved by voice, emotion and a recording gain
+    # loudness: speech at about -34 dBFS RMS (headroom for loud anger), moved by the voice,
+    # the emotion and a recording gain
     level = -34.0 + voice.level + style["energy"] + rng.normal(0, 1.5)
     active = np.abs(speech) > 1e-4
     rms = np.sqrt(np.mean(speech[active] ** 2)) if active.any() else 1.0

@@ -69,6 +69,27 @@ def microbatch_schedule(n: int, batch_size: int, generator: torch.Generator):
             yield perm[s: s + batch_size]
 
 
+def s3prl_batches(n: int, batch_size: int):
+    """The runner's mini-batches drawn exactly as it draws them: a ``DataLoader(shuffle=True)``
+    per epoch, its shuffling seeded from the global torch RNG when the epoch's first batch is
+    asked for. With ``schedule="s3prl"`` the global RNG also follows the runner (seed, then
+    Featurizer probe, model init, re-seeded at each evaluation), so the batches are the same."""
+    from torch.utils.data import DataLoader
+
+    while True:
+        for batch in DataLoader(range(n), batch_size=batch_size, shuffle=True):
+            yield batch
+
+
+def _s3prl_eval_reseed(seed: int) -> None:
+    """What the runner's evaluate() leaves in the global torch RNG: it seeds with ``--seed`` and
+    builds an (unshuffled) eval DataLoader, whose iterator draws one base seed."""
+    from torch.utils.data import DataLoader
+
+    torch.manual_seed(seed)
+    iter(DataLoader([0]))
+
+
 @torch.no_grad()
 def predict(model: ERModel, x, pooled: bool, batch_size: int, device, bf16: bool = False) -> np.ndarray:
     """Logits (N, C) as float32 numpy, in data order."""
@@ -116,7 +137,8 @@ class _Log:
 
 def train_er(train: ERData, dev: ERData | None, test: ERData | None, cfg: dict | None = None, *,
              stats=None, out_dir: str | os.PathLike | None = None, seed: int = 0, device=None,
-             meta: dict | None = None, save_steps=(), return_model: bool = False, n_classes: int = 4) -> dict:
+             meta: dict | None = None, save_steps=(), return_model: bool = False, n_classes: int = 4,
+             schedule: str = "generator") -> dict:
     """Train on ``train``, select on ``dev`` (None: keep the last step), score ``test``.
     Each split is an :class:`ERData` or a ``(features, labels)`` pair, features being a list of
     (T, D) frame arrays/tensors or an (N, D) array of time-means (GAN samples plug in here).
@@ -126,7 +148,12 @@ def train_er(train: ERData, dev: ERData | None, test: ERData | None, cfg: dict |
     representation, fold, upstream) goes into every checkpoint. ``save_steps``: extra steps at
     which ``er-<step>.pt`` is written (with the dev scores of that step) whether or not it is
     the best. Returns test_uar, test_acc, dev_uar, dev_acc, best_step, train_seconds,
-    predictions (test argmax, data order), test_labels, test_ids (+ model)."""
+    predictions (test argmax, data order), test_labels, test_ids (+ model).
+
+    ``schedule``: "generator" shuffles with a private generator seeded by ``seed`` (the global
+    RNG never matters); "s3prl" replays the global-RNG use of s3prl's runner run with
+    ``--seed seed`` (model init and every epoch's shuffle), so both train the same model from
+    the same batches (tests/test_parity.py)."""
     cfg = cfg or er_config()
     train, dev, test = ERData.coerce(train), ERData.coerce(dev), ERData.coerce(test)
     rn, dr = cfg["runner"], cfg["datarc"]
@@ -143,7 +170,13 @@ def train_er(train: ERData, dev: ERData | None, test: ERData | None, cfg: dict |
     for name, d in (("train", train), ("dev", dev), ("test", test)):
         if d is not None and (d.labels.min() < 0 or d.labels.max() >= n_classes):
             raise UserError(f"{name} labels must lie in 0..{n_classes - 1}")
+    if schedule not in ("generator", "s3prl"):
+        raise UserError(f"schedule must be 'generator' or 's3prl', got {schedule!r}")
     seed_everything(seed)
+    if schedule == "s3prl":
+        from ..protocol import SAMPLE_RATE
+
+        torch.randn(SAMPLE_RATE)  # s3prl's Featurizer probes the upstream with noise before the model exists
     model = ERModel(train.dim, n_classes, cfg["modelrc"]).to(device)
     pooled = _use_pooled(model, cfg)
     stats = stats if dr.get("standardize", False) else None
@@ -155,7 +188,8 @@ def train_er(train: ERData, dev: ERData | None, test: ERData | None, cfg: dict |
     opt = getattr(torch.optim, cfg["optimizer"].get("name", "Adam"))(model.parameters(), lr=cfg["optimizer"]["lr"])
     accum, bs, total = int(rn["gradient_accumulate_steps"]), int(dr["train_batch_size"]), int(rn["total_steps"])
     bf16 = bool(rn.get("bf16")) and torch.device(device).type == "cuda"
-    batches = microbatch_schedule(len(train), bs, torch.Generator().manual_seed(seed))
+    batches = (s3prl_batches(len(train), bs) if schedule == "s3prl"
+               else microbatch_schedule(len(train), bs, torch.Generator().manual_seed(seed)))
     save_steps = set(int(s) for s in save_steps)
     log = _Log(out)
     ckpt_meta = dict(meta or {}, seed=seed)
@@ -193,6 +227,8 @@ def train_er(train: ERData, dev: ERData | None, test: ERData | None, cfg: dict |
         if evaluating:
             scores = _scores(predict(model, xs["dev"][0], pooled, dr["eval_batch_size"], device, bf16), xs["dev"][1])
             log(step, "dev", **scores)
+            if schedule == "s3prl" and step % rn["eval_step"] == 0:
+                _s3prl_eval_reseed(seed)
         if step in save_steps and out is not None:
             save_checkpoint(model, out / f"er-{step}.pt", **ckpt_meta, step=step,
                             dev_acc=scores.get("acc"), dev_uar=scores.get("uar"))

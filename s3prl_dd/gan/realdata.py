@@ -101,11 +101,10 @@ class RealData:
 
     def batch(self, positions: torch.Tensor, generator: torch.Generator | None = None):
         """(x (B, T, D) standardised, y (B,)) for positions into this fold's train list."""
-        pos = positions.tolist()
         if self.pooled:
             idx = positions.to(self.items.device)
             return self.items[idx], self.labels[idx]
-        x = torch.stack([fit_real(self.items[p], self.model_cfg, generator, self.mode) for p in pos])
+        x = torch.stack([fit_real(self.items[p], self.model_cfg, generator, self.mode) for p in positions.tolist()])
         return self.standardize(x), self.labels[positions.to(self.labels.device)]
 
 

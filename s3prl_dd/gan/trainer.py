@@ -15,6 +15,7 @@ rank takes its share of each epoch, and only rank 0 logs, evaluates and writes f
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import time
@@ -81,8 +82,6 @@ class _Log:
 
         self.path = run_dir / "metrics.jsonl"
         if resume_step is not None and self.path.is_file():
-            import json
-
             keep = [ln for ln in self.path.read_text().splitlines()
                     if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
             utils.atomic_write_text("".join(ln + "\n" for ln in keep), self.path)

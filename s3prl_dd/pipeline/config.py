@@ -61,7 +61,10 @@ def load_pipeline_config(path, overrides=None) -> dict:
     unknown = set(raw) - set(DEFAULTS)
     if unknown:
         raise UserError(f"{path}: unknown pipeline keys {sorted(unknown)} (known: {sorted(DEFAULTS)})")
-    cfg = apply_overrides(_merge(DEFAULTS, raw), overrides)
+    merged = _merge(DEFAULTS, raw)
+    if "corpus" in raw:  # a corpus spec is one thing: the builtin defaults must not leak into it
+        merged["corpus"] = copy.deepcopy(raw["corpus"])
+    cfg = apply_overrides(merged, overrides)
     validate(cfg)
     return cfg
 

@@ -50,12 +50,19 @@ def _pool_map(fn, jobs: list, workers: int, desc: str, position: int = 1):
             yield job, fn(*job)
             bar.update()
     else:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=torch.set_num_threads,
-                                 initargs=(1,)) as ex:
+        ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=torch.set_num_threads,
+                                 initargs=(1,))
+        try:
             futures = {ex.submit(fn, *job): job for job in jobs}
             for f in as_completed(futures):
                 yield futures[f], f.result()
                 bar.update()
+        finally:
+            # On a kill or Ctrl-C, workers must not outlive the pipeline: a half-done job of an
+            # orphan would keep writing into a run directory a restarted pipeline also uses.
+            for proc in list((ex._processes or {}).values()):
+                proc.terminate()
+            ex.shutdown(wait=True, cancel_futures=True)
     bar.close()
 
 
@@ -116,7 +123,16 @@ def _stage_gans(cfg, run: Path, store: Path, pools: dict, device: str) -> dict:
     return {f"{a}-{v}-fold{f}": g for (a, v, f, *_), g in _pool_map(_gan_job, jobs, cfg["workers"], "GANs")}
 
 
+def _sigterm_to_interrupt(*_):
+    raise KeyboardInterrupt("terminated")
+
+
 def run_pipeline(config_path, overrides=None, out: str | Path | None = None, report: bool = True) -> Path:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     cfg = load_pipeline_config(config_path, overrides)
     run = Path(out or Path("runs") / cfg["name"])
     run.mkdir(parents=True, exist_ok=True)

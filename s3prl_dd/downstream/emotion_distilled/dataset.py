@@ -54,6 +54,45 @@ class RealEmotionDataset(Dataset):
         return len(self.meta_data)
 
 
+class StoreItemDataset(Dataset):
+    """The same meta json as :class:`RealEmotionDataset`, but each item is a store-item request
+    (``upstream/requests.py``) for ``-u cached`` instead of audio: no audio is read at all."""
+
+    def __init__(self, store, meta_path: str | Path):
+        from ...upstream.requests import store_rate
+
+        data = read_meta(meta_path)
+        self.class_dict = data["labels"]
+        self.idx2emotion = {v: k for k, v in self.class_dict.items()}
+        self.class_num = len(self.class_dict)
+        self.meta_data = data["meta_data"]
+        # the store's ids are the meta json paths (features/extract.py); the file stem is a
+        # fallback for stores extracted from a differently rooted copy of the corpus
+        pos = {}
+        for i, e in enumerate(store.index):
+            for key in (e.get("path"), e.get("id"), Path(str(e.get("path") or e["id"])).stem):
+                pos.setdefault(key, i)
+        self.positions = []
+        for item in self.meta_data:
+            i = pos.get(item["path"], pos.get(Path(item["path"]).stem))
+            if i is None:
+                raise UserError(f"{meta_path}: utterance {item['path']} is not in the feature store "
+                                f"{store.path}; extract the store from this corpus")
+            self.positions.append(i)
+        self.lengths = store.lengths(self.positions).tolist()
+        self.rate = store_rate(store.meta)
+
+    def __getitem__(self, idx):
+        from ...upstream.requests import encode_item
+
+        item = self.meta_data[idx]
+        wav = encode_item(self.positions[idx], self.lengths[idx], self.rate)
+        return wav, self.class_dict[item["label"]], Path(item["path"]).stem
+
+    def __len__(self):
+        return len(self.meta_data)
+
+
 def collate_fn(samples):
     return zip(*samples)
 

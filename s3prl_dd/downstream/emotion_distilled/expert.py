@@ -22,7 +22,7 @@ from s3prl.downstream.emotion.model import DeepModel  # noqa: F401
 from ...metrics import uar as unweighted_average_recall
 from ...protocol import session_dir, train_dev_indices
 from ...utils import UserError
-from .dataset import RealEmotionDataset, collate_fn
+from .dataset import RealEmotionDataset, StoreItemDataset, collate_fn
 
 MODELS = {"UtteranceLevel": UtteranceLevel, "DeepModel": DeepModel}
 
@@ -61,11 +61,16 @@ class DownstreamExpert(nn.Module):
         if not fold_dir.is_dir():
             raise UserError(f"datarc.test_fold={self.fold}: {fold_dir} does not exist")
         pre_load = self.datarc.get("pre_load", True)
-        dataset = RealEmotionDataset(root, fold_dir / "train_meta_data.json", pre_load)
+        store = self._feature_store(**kwargs)
+        if store is not None:  # every split as store-item requests for -u cached
+            dataset = StoreItemDataset(store, fold_dir / "train_meta_data.json")
+            self.test_dataset = StoreItemDataset(store, fold_dir / "test_meta_data.json")
+        else:
+            dataset = RealEmotionDataset(root, fold_dir / "train_meta_data.json", pre_load)
+            self.test_dataset = RealEmotionDataset(root, fold_dir / "test_meta_data.json", pre_load)
         train_idx, dev_idx = train_dev_indices(len(dataset), self.datarc.get("valid_ratio", 0.2))
         self.train_dataset = self._training_set(dataset, train_idx, **kwargs)
         self.dev_dataset = Subset(dataset, dev_idx)
-        self.test_dataset = RealEmotionDataset(root, fold_dir / "test_meta_data.json", pre_load)
         self.idx2emotion = dataset.idx2emotion
 
         select = self.modelrc["select"]
@@ -77,6 +82,25 @@ class DownstreamExpert(nn.Module):
         )
         self.objective = nn.CrossEntropyLoss()
         self.register_buffer("best_score", torch.full((1,), -1.0))
+
+    def _feature_store(self, **kwargs):
+        """The FeatureStore to send requests for, or None for audio. ``-u cached -k STORE`` is
+        what serves the requests, so ``datarc.feature_store`` is only a check (or a reminder in
+        the config) and must name the same store; with any other upstream a request would be
+        decoded as audio and train on garbage."""
+        from ...features.store import FeatureStore
+
+        path, upstream = self.datarc.get("feature_store"), kwargs.get("upstream")
+        if upstream != "cached":
+            if path:
+                raise UserError(f"datarc.feature_store={path} needs -u cached -k {path} (upstream is {upstream})")
+            return None
+        ckpt = kwargs.get("upstream_ckpt")
+        if path and ckpt and Path(path).resolve() != Path(ckpt).resolve():
+            raise UserError(f"datarc.feature_store={path} but -u cached -k {ckpt}: name the same store")
+        if self.datarc.get("train_source", "real") != "real":
+            raise UserError("-u cached serves the real corpus's features; use datarc.train_source=real")
+        return FeatureStore.open(path or ckpt)
 
     def _training_set(self, dataset, train_idx, **kwargs):
         source = self.datarc.get("train_source", "real")
