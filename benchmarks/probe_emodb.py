@@ -6,8 +6,7 @@
 Rows: the plain upstream features (reference), the SER model trained on the fold's real TRAIN
 part, and one SER model per generator trained on its samples (as many as the real train part,
 following its class prior; the pipeline's "gan" training set). SER training = the ``fast``
-profile of er_cached.yaml (lr 1e-3, 1000 steps, dev-selected), standardised with the real fold's
-train statistics. The speaker probe then runs on every utterance of the store (10 speakers for
+profile of er_cached.yaml (lr 1e-3, 1000 steps, dev-selected; standardisation as that file says). The speaker probe then runs on every utterance of the store (10 speakers for
 EmoDB), 70/30 per speaker, mean ± std over ``--seeds`` (see s3prl_dd/probe/speaker.py).
 
 Default store: the one ``benchmarks/real_uar.py`` extracts for EmoDB (outside the repository)."""

@@ -41,7 +41,7 @@ DEFAULTS = {
 }
 
 
-PER_DOWNSTREAM_KEYS = {"sources", "budgets", "seeds", "table3", "balance"}
+PER_DOWNSTREAM_KEYS = {"sources", "budgets", "seeds", "folds", "table3", "balance"}
 
 
 def for_downstream(cfg: dict, ds: str) -> dict:
