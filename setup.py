@@ -12,7 +12,7 @@ PTH = "s3prl_dd.pth"
 
 
 class build_py_with_pth(build_py):
-    """Also ships the import-hook .pth and patches/ (applied by `s3prl-dd patch`)."""
+    """Also ships the import-hook .pth, patches/ (for `s3prl-dd patch`) and downstream_configs/."""
 
     def run(self):
         super().run()
@@ -21,6 +21,12 @@ class build_py_with_pth(build_py):
         patches.mkdir(parents=True, exist_ok=True)
         for p in Path(__file__).parent.joinpath("patches").glob("*.patch"):
             (patches / p.name).write_text(p.read_text())
+        # configs the code falls back to when run from outside a checkout (utils.config_path)
+        src = Path(__file__).parent / "downstream_configs"
+        for p in src.rglob("*.yaml"):
+            target = Path(self.build_lib) / "s3prl_dd" / "downstream_configs" / p.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(p.read_text())
 
 
 setup(
@@ -31,8 +37,6 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["s3prl_dd", "s3prl_dd.*"]),
-    package_data={"s3prl_dd": ["configs/**/*.yaml"]},
-    include_package_data=True,
     cmdclass={"build_py": build_py_with_pth},
     # torch is not pinned: CPU users install the CPU build first (README), GPU users keep
     # their CUDA build. s3prl 0.4.18 is pinned: the compat layer targets exactly that release.

@@ -131,6 +131,21 @@ def apply_overrides(config: dict, overrides: str | Iterable[str] | None, strict:
     return config
 
 
+def config_path(relative: str | os.PathLike) -> Path:
+    """A file of ``downstream_configs/``: as given if it exists (relative to the working
+    directory), else the checkout's ``downstream_configs/`` beside the package, else the copy
+    shipped inside an installed package (setup.py puts one there)."""
+    rel = Path(relative)
+    if rel.exists():
+        return rel
+    tail = rel.parts[1:] if rel.parts and rel.parts[0] == "downstream_configs" else rel.parts
+    here = Path(__file__).resolve().parent
+    for base in (here.parent / "downstream_configs", here / "downstream_configs"):
+        if base.joinpath(*tail).exists():
+            return base.joinpath(*tail)
+    raise UserError(f"config not found: {relative}")
+
+
 def save_yaml(obj: dict, path: str | os.PathLike) -> Path:
     return atomic_write_text(yaml.safe_dump(obj, sort_keys=False), path)
 

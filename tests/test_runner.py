@@ -42,6 +42,33 @@ def test_train_resume_evaluate(corpus, tmp_path):
     assert "test acc:" in r.stdout and "uar:" in r.stdout
 
 
+def test_killed_mid_run_then_auto_resume(corpus, tmp_path):
+    """SIGKILL while training (after a checkpoint exists), then ``-a`` continues from it."""
+    import time
+
+    exp = tmp_path / "exp"
+    args = [sys.executable, "-m", "s3prl_dd.run_downstream", "-m", "train", "-u", "fbank_no_cmvn", "-d", "emotion_distilled",
+            "-c", str(CONFIG), "-p", str(exp), "-o", f"config.downstream_expert.datarc.corpus='{corpus}',,{FAST},,"
+            "config.runner.total_steps=100000,,config.runner.eval_dataloaders=['dev']"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while not list(exp.glob("states-*.ckpt")) and time.time() < deadline:
+            time.sleep(0.5)
+        time.sleep(1.0)
+    finally:
+        proc.kill()
+        proc.wait()
+    steps = sorted(int(p.stem.split("-")[1]) for p in exp.glob("states-*.ckpt"))
+    assert steps, "no checkpoint was written before the kill"
+    target = steps[-1] + 4
+    r = run(["-m", "train", "-u", "fbank_no_cmvn", "-d", "emotion_distilled", "-p", str(exp), "-a",
+             "-o", f"config.runner.total_steps={target}"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"states-{steps[-1]}.ckpt" in r.stdout + r.stderr  # resumed from the newest intact checkpoint
+    assert (exp / f"states-{target}.ckpt").is_file()
+
+
 def test_unmodified_s3prl_runner_finds_the_plugin(corpus, tmp_path):
     """What the installed s3prl_dd.pth does at interpreter start: import s3prl_dd, then s3prl's
     own run_downstream.py, untouched."""

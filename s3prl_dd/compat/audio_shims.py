@@ -49,7 +49,6 @@ def info(uri, format=None, buffer_size: int = 4096, backend=None) -> AudioMetaDa
 
 def _apply_effects(wav, sr, effects, channels_first=True):
     """The sox effects s3prl's recipes use: channels, rate, norm/gain -n. Others raise."""
-    import torch
     import torchaudio.functional as F
 
     if not channels_first:

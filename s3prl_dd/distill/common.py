@@ -22,11 +22,11 @@ import torch
 from ..features.store import make_meta, normalize_fold, write_store
 from ..gan.realdata import step_generator
 from ..gan.sampler import CHUNK
-from ..utils import UserError, apply_overrides, atomic_torch_save, load_yaml
+from ..utils import UserError, apply_overrides, atomic_torch_save, load_yaml, config_path
 
 FORMAT = "s3prl-dd-distilled-set"
 VERSION = 1
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "downstream_configs" / "distill"
+CONFIG_DIR = config_path("downstream_configs/distill")
 
 
 # ---------------------------------------------------------------------------- the training set

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics
-from ..utils import UserError, append_jsonl, apply_overrides, atomic_write_json, load_yaml, save_yaml, seed_everything
+from ..utils import UserError, append_jsonl, apply_overrides, config_path, atomic_write_json, load_yaml, save_yaml, seed_everything
 from .data import ERData, standardize
 from .model import DEFAULT_MODELRC, ERModel, pad, save_checkpoint
 
@@ -37,7 +37,7 @@ DEFAULT_CONFIG = {
     "profiles": {"fast": {"optimizer.lr": 1.0e-3, "runner.total_steps": 1000, "runner.eval_step": 50,
                           "runner.log_step": 50, "datarc.eval_batch_size": 32}},
 }
-CONFIG_PATH = Path(__file__).resolve().parents[2] / "downstream_configs" / "er_cached.yaml"
+CONFIG_PATH = config_path("downstream_configs/er_cached.yaml")
 
 
 def er_config(path=None, profile: str | None = None, overrides=None) -> dict:

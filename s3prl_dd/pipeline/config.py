@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 from ..utils import UserError, apply_overrides, load_yaml
 
-ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = {"baseline": [], "div": ["div"], "sml": ["sml"], "div_sml": ["div", "sml"]}
 REAL_SOURCES = {"real", "random", "herding"}
 DOWNSTREAMS = {"linear": "UtteranceLevel", "deep": "DeepModel"}

@@ -6,7 +6,6 @@ exact test pairs two methods' predictions on the same test utterances, pooled ov
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np

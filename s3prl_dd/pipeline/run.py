@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..utils import atomic_write_json, load_yaml, save_yaml
+from ..utils import atomic_write_json, config_path, load_yaml, save_yaml
 from .cells import GAN_SOURCES, cell_key, enumerate_cells, run_cell
-from .config import ROOT, load_pipeline_config, variant_overrides, variants_for
+from .config import load_pipeline_config, variant_overrides, variants_for
 
 
 def _device(cfg) -> str:
@@ -108,7 +108,7 @@ def _gan_job(arch, variant, fold, cfg, store, pool, out, device):
     if runs and list(runs[-1].glob("ckpt-*.pt")):
         r = train_gan(None, None, None, resume=runs[-1], device=device)
     else:
-        r = train_gan(str(ROOT / cfg["gan"]["configs"][arch]), store, f"fold{fold}", pool_dir=pool,
+        r = train_gan(str(config_path(cfg["gan"]["configs"][arch])), store, f"fold{fold}", pool_dir=pool,
                       out_dir=out, device=device, overrides=over, name=f"{arch}-{variant}")
     return r["generator"]
 

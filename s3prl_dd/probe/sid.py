@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 
-from ..utils import UserError
+from ..utils import UserError, config_path
 
-SID_CONFIG = Path(__file__).resolve().parents[2] / "downstream_configs" / "sid_probe.yaml"
+SID_CONFIG = config_path("downstream_configs/sid_probe.yaml")
 
 
 def voxceleb_layout(out_dir, n_speakers: int = 8, n_per_speaker: int = 6, seed: int = 0) -> dict:

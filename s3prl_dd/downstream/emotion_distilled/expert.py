@@ -7,7 +7,6 @@ checkpoint chosen on dev by ``select_metric`` (UAR by default), and clear input 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import torch
