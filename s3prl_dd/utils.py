@@ -137,7 +137,7 @@ def config_path(relative: str | os.PathLike) -> Path:
     shipped inside an installed package (setup.py puts one there)."""
     rel = Path(relative)
     if rel.exists():
-        return rel
+        return rel.resolve()  # absolute: callers hand it to subprocesses with other cwds
     tail = rel.parts[1:] if rel.parts and rel.parts[0] == "downstream_configs" else rel.parts
     here = Path(__file__).resolve().parent
     for base in (here.parent / "downstream_configs", here / "downstream_configs"):

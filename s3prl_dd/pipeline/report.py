@@ -155,7 +155,8 @@ def _timing(records, ds) -> list[str]:
     real = [r["train_seconds"] for r in records if _match(r, source="real", downstream=ds)]
     lines = ["| Training set | n_train | seconds to the selected step |", "|---|---|---|",
              f"| real (full) | {_fmt([r['n_train'] for r in records if _match(r, source='real', downstream=ds)])} | {_fmt(real)} |"]
-    for ppc in sorted({r["ppc"] for r in records if r["source"] == "gan"}, key=str):
+    budgets = {r["ppc"] for r in records if r["source"] == "gan"}
+    for ppc in sorted(budgets, key=lambda p: (isinstance(p, str), p if isinstance(p, int) else 0, str(p))):
         sel = [r for r in records if _match(r, source="gan", ppc=ppc, balance="balanced", downstream=ds)]
         if sel:
             lines.append(f"| GAN {ppc} ppc | {_fmt([r['n_train'] for r in sel])} | {_fmt([r['train_seconds'] for r in sel])} |")
