@@ -74,3 +74,4 @@ def test_crash_mid_grid_then_rerun_recomputes_nothing_complete(tmp_path, monkeyp
     assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json") if p.name in done} == done
     assert generator.stat().st_mtime_ns == g_mtime
     assert (out / "results.json").is_file() and "Table 2" in (out / "report.md").read_text()
+    assert list((out / "cells").glob("*/events.out.tfevents*")), "every cell is a tensorboard run"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -147,8 +148,10 @@ def run_cell(cell: dict, ctx: dict) -> dict:
     build_seconds = time.perf_counter() - t0
     dev = ERData.from_store(store, store.split(fold, "dev"), pooled)
     test = ERData.from_store(store, store.split(fold, "test"), pooled)
+    # each cell is a run of its own: tensorboard, metrics.jsonl, config.yaml, best er-<step>.pt
+    out_dir = Path(ctx["run"]) / "cells" / cell_key(cell) if ctx.get("run") else None
     r = train_er(train, dev, test, cfg, stats=store.stats(fold), seed=int(cell["seed"]), device=ctx["device"],
-                 n_classes=len(LABELS))
+                 n_classes=len(LABELS), out_dir=out_dir)
     return {**cell, "n_train": len(train), "test_uar": 100 * r["test_uar"], "test_acc": 100 * r["test_acc"],
             "dev_uar": 100 * r["dev_uar"] if r["dev_uar"] is not None else None,
             # wall time up to the dev-selected step (the paper's "time to train"), and in total

@@ -152,7 +152,8 @@ def run_pipeline(config_path, overrides=None, out: str | Path | None = None, rep
         store = _stage_store(cfg, run, device)
         pools = _stage_pools(cfg, run, store, device)
         generators = _stage_gans(cfg, run, store, pools, device)
-        ctx = {"cfg": cfg, "store": str(store), "pools": pools, "generators": generators, "device": device}
+        ctx = {"cfg": cfg, "store": str(store), "pools": pools, "generators": generators, "device": device,
+               "run": str(run)}
         failed = 0
         for (_, cell, _), record in _pool_map(_guarded, [(run_cell, c, ctx) for c in todo], cfg["workers"], "cells"):
             key = cell_key(cell)
