@@ -18,7 +18,9 @@ def _packaged_patches() -> list[Path]:
 
 
 def _patch(args: list[str], patch_file: Path, root: Path) -> bool:
-    cmd = ["patch", "-p1", "--batch", "--silent", "-d", str(root), *args, "-i", str(patch_file)]
+    # --forward, not --batch: --batch silently turns a -R dry run into a forward one, so an
+    # unapplied patch would read as applied.
+    cmd = ["patch", "-p1", "--forward", "--silent", "-d", str(root), *args, "-i", str(patch_file)]
     return subprocess.run(cmd, capture_output=True).returncode == 0
 
 
