@@ -2,7 +2,7 @@
 # Create .venv (once) and install s3prl-dd into it.
 #   CPU machine (no nvidia-smi): the CPU build of torch 2.13.0, then the package.
 #   GPU machine: your CUDA torch/torchaudio are kept if present, else pip's default CUDA build.
-#   --test also installs pytest.
+#   --test also installs pytest. The report extra (matplotlib) is always installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -15,7 +15,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     "${PIP[@]}" install torch==2.13.0
   fi
 fi
-extras=""
-[ "${1:-}" = "--test" ] && extras="[test]"
+extras="[report]"   # matplotlib, for the report's plots
+[ "${1:-}" = "--test" ] && extras="[report,test]"
 "${PIP[@]}" install ".${extras}"
 echo "s3prl-dd installed in $(pwd)/.venv"
