@@ -59,22 +59,21 @@ class TrainingSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    # Shape queries are ERData's (the trainer's view of the same set), not a second copy.
     @property
     def is_pooled(self) -> bool:
-        return not isinstance(self.features, (list, tuple))
+        return self.to_erdata().is_pooled
 
     @property
     def dim(self) -> int:
-        return int(self.features.shape[1] if self.is_pooled else self.features[0].shape[1])
+        return self.to_erdata().dim
 
     def counts(self, n_classes: int | None = None) -> list[int]:
         return np.bincount(self.labels, minlength=n_classes or 0).tolist()
 
     def pooled(self) -> np.ndarray:
         """(N, D) time-means (float64 accumulation, as the store's ``pooled``)."""
-        if self.is_pooled:
-            return np.asarray(self.features, np.float32)
-        return np.stack([np.asarray(f).mean(0, dtype=np.float64) for f in self.features]).astype(np.float32)
+        return self.to_erdata().pooled()
 
     def to_erdata(self):
         """The set as ``er.data.ERData``, ready for ``train_er``."""

@@ -128,10 +128,8 @@ def training_set(cell: dict, ctx: dict, store: FeatureStore, pooled: bool):
 
     ts = make_training_set(source, store, fold, int(cell["ppc"]), seed, generator=gen_path,
                            pool=ctx["pools"].get(fold), cfg=ctx["cfg"]["distill"].get(source))
-    feats = ts.features
-    if pooled and isinstance(feats, list):
-        feats = np.stack([np.asarray(f).mean(0) for f in feats])
-    return ERData(feats, ts.labels)
+    data = ts.to_erdata()
+    return ERData(data.pooled(), data.labels) if pooled else data
 
 
 def run_cell(cell: dict, ctx: dict) -> dict:

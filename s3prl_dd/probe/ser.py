@@ -225,14 +225,18 @@ def _runner_projector(state: dict, path: Path, upstream_override: str | None) ->
     return SERProjector(proj, None, None, upstream=upstream, representation=rep, info=info)
 
 
+def _open_checkpoint(path: Path):
+    if not path.is_file():
+        raise UserError(f"SER checkpoint not found: {path}")
+    obj = read_checkpoint(path)
+    return obj, checkpoint_kind(obj)
+
+
 def checkpoint_upstream(path) -> str | None:
     """The upstream an SER checkpoint (either format) was trained on, without loading the model
     or its statistics; for a ``-u synthetic`` runner checkpoint, the generator's real upstream."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"SER checkpoint not found: {path}")
-    obj = read_checkpoint(path)
-    kind = checkpoint_kind(obj)
+    obj, kind = _open_checkpoint(path)
     if kind == "er":
         return obj["meta"].get("upstream")
     if kind == "runner":
@@ -261,10 +265,7 @@ def load_ser_projector(source, stats=None, upstream: str | None = None) -> SERPr
         raise UserError(f"cannot use {type(source).__name__} as an SER model (a checkpoint path, "
                         "ERModel or Teacher is expected)")
     path = Path(source)
-    if not path.is_file():
-        raise UserError(f"SER checkpoint not found: {path}")
-    obj = read_checkpoint(path)
-    kind = checkpoint_kind(obj)
+    obj, kind = _open_checkpoint(path)
     if kind == "er":
         proj = _er_projector(obj, path, stats)
         if upstream:
