@@ -37,7 +37,8 @@ from s3prl_dd.features.store import make_meta, write_store  # noqa: E402
 from s3prl_dd.gan import checkpoint as ck  # noqa: E402
 from s3prl_dd.gan.models import count_parameters  # noqa: E402
 from s3prl_dd.gan.sampler import generate_class  # noqa: E402
-from s3prl_dd.gan.trainer import GANTrainer, resolve_config  # noqa: E402
+from s3prl_dd.gan.config import resolve_config  # noqa: E402
+from s3prl_dd.gan.trainer import GANTrainer  # noqa: E402
 from s3prl_dd.protocol import LABELS  # noqa: E402
 
 REP = {"kind": "hidden_state", "layer": -1}
@@ -113,6 +114,7 @@ def main(argv=None):
                    "CUDA, 2 on a CPU, where batch 64 at 256 x 768 needs tens of GB and minutes a step)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gan_throughput.json"))
+    p.add_argument("--append", action="store_true", help="replace only these configs' rows in an existing --out")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
@@ -128,6 +130,12 @@ def main(argv=None):
             print(f"{r['config']:45s} {r['arch']:8s} T={r['T']:<4} D={r['D']:<4} "
                   f"{r['train_steps_per_s']:8.3f} steps/s  {r['samples_per_s']:10.1f} samples/s", flush=True)
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({a.threads} thread(s), {platform.processor() or platform.machine()})"
+    if a.append and Path(a.out).is_file():
+        old = json.loads(Path(a.out).read_text())
+        if old.get("device") != dev:
+            raise SystemExit(f"--append: {a.out} was measured on {old.get('device')}, not {dev}")
+        new = {r["config"] for r in results}
+        results = [r for r in old["results"] if r["config"] not in new] + results
     out = {"device": dev, "torch": torch.__version__, "note": "steps/s = generator steps (each with n_critic "
            "critic updates) through GANTrainer.train_step on random data of the config's shape; "
            "samples/s = generate_class on a loaded generator.pt", "results": results}

@@ -116,6 +116,18 @@ def test_runner_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert torch.load(path)["Step"] == 1
     assert list(tmp_path.iterdir()) == [path]
 
+    # max_keep rotation deletes the old checkpoint before writing the new one: the deletion
+    # waits until the new checkpoint is on disk, so a kill in between still leaves one
+    runner.os.remove(str(path))
+    assert path.is_file()
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        runner.torch.save({"Step": 2}, str(tmp_path / "states-2.ckpt"))
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["states-1.ckpt"]
+    runner.torch.save({"Step": 2}, str(tmp_path / "states-2.ckpt"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["states-2.ckpt"]
+
 
 def test_user_error_prints_one_line(capsys):
     sys.excepthook(UserError, UserError("corpus path missing: /nope"), None)

@@ -124,6 +124,9 @@ def test_critic_loss_eq4_weights_and_logs():
     assert close(total, 1 + 10 * 2 + 0.5 * 3 + 0.25 * 4)  # 23.5
     assert set(logged) == {"adv", "gp", "cls_real", "cls_fake", "total"}
     assert close(logged["gp"], 2.0)  # logged terms are unweighted
+    # the critic's own weight on CE(fake), when set, replaces λ3 in Eq. 4 only
+    total, _ = L.critic_loss(t(1.0), t(2.0), t(3.0), t(4.0), {**lam, "lambda_cls_fake_critic": 0.0})
+    assert close(total, 22.5)
 
 
 def test_generator_loss_eq5_and_eq8():

@@ -43,6 +43,15 @@ def test_grid_cells_and_bad_config(tmp_path):
     keys = {(c["source"], c["ppc"], c["balance"]) for c in cells}
     assert ("real", "full", "imbalanced") in keys and ("gan", "full", "balanced") in keys
     assert ("random", "min", "balanced") in keys and ("random", "full", "balanced") not in keys
+    # latent / herding selection only on the generators of gan.distill_archs
+    cfg = load_pipeline_config(write_cfg(tmp_path, sources=["gan", "gan_latent"],
+                                         gan={**TINY["gan"], "archs": ["gan_mlp", "gan_att"], "distill_archs": ["gan_mlp"]}))
+    archs = {(c["source"], c["arch"]) for c in enumerate_cells(cfg)}
+    assert archs == {("gan", "gan_mlp"), ("gan", "gan_att"), ("gan_latent", "gan_mlp")}
+    with pytest.raises(UserError, match="distill_archs"):
+        load_pipeline_config(write_cfg(tmp_path, gan={**TINY["gan"], "distill_archs": ["gan_cnn"]}))
+    with pytest.raises(UserError, match="probe"):
+        load_pipeline_config(write_cfg(tmp_path, probe={"enabled": True, "colour": 1}))
     with pytest.raises(UserError, match="variant"):
         load_pipeline_config(write_cfg(tmp_path, gan={"variants": ["nope"]}))
     with pytest.raises(UserError, match="unknown pipeline keys"):
@@ -75,3 +84,54 @@ def test_crash_mid_grid_then_rerun_recomputes_nothing_complete(tmp_path, monkeyp
     assert generator.stat().st_mtime_ns == g_mtime
     assert (out / "results.json").is_file() and "Table 2" in (out / "report.md").read_text()
     assert list((out / "cells").glob("*/events.out.tfevents*")), "every cell is a tensorboard run"
+
+
+def test_privacy_stage_table4_and_probe_run(tmp_path):
+    """Table 4 from the run's own cells; a cell without its checkpoint is rerun to the same
+    record; ``s3prl-dd probe --run`` recomputes it for new settings and rewrites the report."""
+    import json
+    import shutil
+
+    from s3prl_dd.cli import main
+
+    gan = {**TINY["gan"], "variants": ["baseline", "div_sml"]}
+    cfg_path = write_cfg(tmp_path, gan=gan, pool={"overrides": "pool.seeds=[0],,pool.checkpoints_per_seed=2"},
+                         probe={"enabled": True, "seeds": [0], "speaker": {"steps": 20}, "memo": {"n_per_class": 4}})
+    out = run_mod.run_pipeline(cfg_path, out=tmp_path / "run")
+    results = json.loads((out / "results.json").read_text())
+    block = results["sid_probe"]
+    assert [r["name"] for r in block["rows"]] == ["upstream", "real", "baseline", "proposed"]
+    assert set(block["memorization"]) == {"baseline", "proposed"}
+    assert "Table 4" in (out / "report.md").read_text()
+    # the GAN rows' full-size cells are not in this grid: the stage ran them, with their models
+    proposed = block["cells"]["proposed"]
+    assert proposed == "fold1-seed0-linear-gan-gan_mlp-div_sml-ppcfull-imbalanced"
+    record = json.loads((out / "cells" / f"{proposed}.json").read_text())
+    assert (out / "cells" / proposed / f"er-{record['best_step']}.pt").is_file()
+
+    # a cell from before per-cell checkpoints: rerun, same record
+    real_key = block["cells"]["real"]
+    before = json.loads((out / "cells" / f"{real_key}.json").read_text())
+    shutil.rmtree(out / "cells" / real_key)
+    main(["probe", "--run", str(out), "--seeds", "0,1", "--steps", "10"])
+    after = json.loads((out / "cells" / f"{real_key}.json").read_text())
+    assert after["test_uar"] == before["test_uar"] and after["predictions"] == before["predictions"]
+    block = json.loads((out / "results.json").read_text())["sid_probe"]
+    assert block["seeds"] == [0, 1] and block["config"]["steps"] == 10
+    with pytest.raises(SystemExit):
+        main(["probe", "--run", str(out), "--store", "x"])
+
+
+def test_vectors_become_typical_length_sequences_for_deep_models():
+    import numpy as np
+
+    from s3prl_dd.er.data import ERData
+    from s3prl_dd.pipeline.cells import as_sequences
+
+    means = np.arange(6, dtype=np.float32).reshape(3, 2)
+    out = as_sequences(ERData(means, np.array([0, 1, 2])), length=5)
+    assert [f.shape for f in out.features] == [(5, 2)] * 3
+    assert np.allclose(out.pooled(), means)  # the time mean is what it was
+    frames = [np.ones((7, 2), np.float32), np.zeros((1, 2), np.float32)]
+    out = as_sequences(ERData(frames, np.array([0, 1])), length=4)
+    assert [f.shape for f in out.features] == [(7, 2), (4, 2)]  # real-length items stay as they are

@@ -97,18 +97,42 @@ def fix_voxceleb1_cache(dataset_module) -> None:
 
 def fix_runner_checkpoint_writes(runner_module) -> None:
     """downstream/runner.py ``Runner.train`` writes ``states-*.ckpt`` with ``torch.save`` in
-    place; a run killed mid-write leaves a truncated file that ``-a`` (auto-resume) then picks
-    as the newest checkpoint. Route the runner's saves through a temp file + rename."""
+    place, and rotates (``max_keep``) by deleting the old checkpoint *before* writing the new
+    one: a run killed mid-write leaves a truncated file that ``-a`` (auto-resume) then picks as
+    the newest checkpoint, or no checkpoint at all. Route the runner's saves through a temp file
+    + rename, and hold its deletions of ``states-*.ckpt`` until the next one is on disk."""
+    import fnmatch
     import types
 
     import torch
 
     from ..utils import atomic_torch_save
 
+    pending: list[str] = []
+
+    def remove(path, *a, **k):
+        if fnmatch.fnmatch(os.path.basename(path), "states-*.ckpt"):
+            pending.append(os.fspath(path))
+        else:
+            os.remove(path, *a, **k)
+
+    def save(obj, f, *a, **k):
+        if not isinstance(f, (str, os.PathLike)):
+            return torch.save(obj, f, *a, **k)
+        atomic_torch_save(obj, f)
+        if fnmatch.fnmatch(os.path.basename(f), "states-*.ckpt"):
+            for old in [p for p in pending if os.path.abspath(p) != os.path.abspath(f)]:
+                if os.path.exists(old):
+                    os.remove(old)
+            pending.clear()
+
     proxy = types.ModuleType("torch")
     proxy.__dict__.update({k: getattr(torch, k) for k in dir(torch) if not k.startswith("__")})
-    proxy.save = lambda obj, f, *a, **k: atomic_torch_save(obj, f) if isinstance(f, (str, os.PathLike)) else torch.save(obj, f, *a, **k)
-    runner_module.torch = proxy
+    proxy.save = save
+    os_proxy = types.ModuleType("os")
+    os_proxy.__dict__.update({k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
+    os_proxy.remove = remove
+    runner_module.torch, runner_module.os = proxy, os_proxy
 
 
 def install_user_error_hook() -> None:

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics
-from ..utils import UserError, append_jsonl, apply_overrides, config_path, atomic_write_json, load_yaml, save_yaml, seed_everything
+from ..runlog import RunLog
+from ..utils import UserError, apply_overrides, config_path, atomic_write_json, load_yaml, save_yaml, seed_everything
 from .data import ERData, standardize
 from .model import DEFAULT_MODELRC, ERModel, pad, save_checkpoint
 
@@ -112,29 +113,6 @@ def _scores(logits: np.ndarray, y: torch.Tensor) -> dict:
             "loss": float(F.cross_entropy(torch.from_numpy(logits), y).item())}
 
 
-class _Log:
-    """metrics.jsonl + tensorboard, or nothing when there is no run directory."""
-
-    def __init__(self, out_dir: Path | None):
-        self.out_dir, self.tb = out_dir, None
-        if out_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out_dir))
-
-    def __call__(self, step: int, split: str, **values):
-        if self.out_dir is None:
-            return
-        append_jsonl({"step": step, "split": split, **values}, self.out_dir / "metrics.jsonl")
-        for k, v in values.items():
-            if isinstance(v, (int, float)) and v is not None:
-                self.tb.add_scalar(f"{split}/{k}", v, step)
-
-    def close(self):
-        if self.tb is not None:
-            self.tb.close()
-
-
 def train_er(train: ERData, dev: ERData | None, test: ERData | None, cfg: dict | None = None, *,
              stats=None, out_dir: str | os.PathLike | None = None, seed: int = 0, device=None,
              meta: dict | None = None, save_steps=(), return_model: bool = False, n_classes: int = 4,
@@ -191,7 +169,7 @@ def train_er(train: ERData, dev: ERData | None, test: ERData | None, cfg: dict |
     batches = (s3prl_batches(len(train), bs) if schedule == "s3prl"
                else microbatch_schedule(len(train), bs, torch.Generator().manual_seed(seed)))
     save_steps = set(int(s) for s in save_steps)
-    log = _Log(out)
+    log = RunLog(out)
     ckpt_meta = dict(meta or {}, seed=seed)
 
     best = {"score": -math.inf, "step": total, "state": None, "dev": {}, "path": None}
@@ -220,13 +198,13 @@ def train_er(train: ERData, dev: ERData | None, test: ERData | None, cfg: dict |
         opt.zero_grad(set_to_none=True)
 
         if step % rn["log_step"] == 0:
-            log(step, "train", loss=float(np.mean(run_loss)), grad_norm=float(gnorm))
+            log(step, "train", {"loss": float(np.mean(run_loss)), "grad_norm": float(gnorm)})
             run_loss = []
         evaluating = dev is not None and (step % rn["eval_step"] == 0 or step in save_steps)
         scores = {}
         if evaluating:
             scores = _scores(predict(model, xs["dev"][0], pooled, dr["eval_batch_size"], device, bf16), xs["dev"][1])
-            log(step, "dev", **scores)
+            log(step, "dev", scores)
             if schedule == "s3prl" and step % rn["eval_step"] == 0:
                 _s3prl_eval_reseed(seed)
         if step in save_steps and out is not None:
@@ -258,7 +236,7 @@ def train_er(train: ERData, dev: ERData | None, test: ERData | None, cfg: dict |
         pred, y = logits.argmax(-1), test.labels
         result.update(test_acc=metrics.accuracy(y, pred), test_uar=metrics.uar(y, pred),
                       predictions=pred, test_labels=y, test_ids=test.ids)
-        log(best["step"], "test", acc=result["test_acc"], uar=result["test_uar"])
+        log(best["step"], "test", {"acc": result["test_acc"], "uar": result["test_uar"]})
         if out is not None:
             ids = test.ids or [str(i) for i in range(len(y))]
             atomic_write_json([{"id": i, "label": int(t), "pred": int(p)} for i, t, p in zip(ids, y, pred)],

@@ -138,6 +138,12 @@ def _weighted_sum(terms: Mapping[str, Tensor | None], weights: Mapping[str, floa
     return total, logged
 
 
+def critic_fake_class_weight(lambdas: Mapping[str, float]) -> float:
+    """The critic's weight on CE(fake): λ3 (Eq. 4) unless ``lambda_cls_fake_critic`` is set."""
+    w = lambdas.get("lambda_cls_fake_critic")
+    return lambdas["lambda_cls_fake"] if w is None else w
+
+
 def critic_loss(
     adv: Tensor,
     gp: Tensor | None,
@@ -147,13 +153,15 @@ def critic_loss(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Eq. 4 (with Eq. 1 inside): ``adv + λ1·gp + λ2·cls_real + λ3·cls_fake``.
 
+    ``lambda_cls_fake_critic``, when given, replaces λ3 here only (0 = the class head learns from
+    real data alone, so G cannot satisfy it with class cues that real data lacks).
     Returns the total and the unweighted terms (detached, plus ``total``) for logging.
     """
     weights = {
         "adv": 1.0,
         "gp": lambdas["lambda_gp"],
         "cls_real": lambdas["lambda_cls_real"],
-        "cls_fake": lambdas["lambda_cls_fake"],
+        "cls_fake": critic_fake_class_weight(lambdas),
     }
     return _weighted_sum(dict(adv=adv, gp=gp, cls_real=cls_real, cls_fake=cls_fake), weights, "critic_loss")
 

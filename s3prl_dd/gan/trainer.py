@@ -14,8 +14,6 @@ rank takes its share of each epoch, and only rank 0 logs, evaluates and writes f
 """
 from __future__ import annotations
 
-import copy
-import json
 import os
 import shutil
 import time
@@ -27,39 +25,13 @@ import torch.distributed as dist
 
 from .. import utils
 from ..er.data import ERData
-from ..features.store import FeatureStore, normalize_fold
 from ..utils import UserError
+from ..runlog import RunLog
 from . import checkpoint as ck
+from .config import load_pool, prepare
 from . import losses as L
 from .models import build_gan
 from .realdata import RealData, ShardedStream, step_generator, teacher_logits
-
-DEFAULTS = {
-    "optim": {"lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.0, 0.9], "n_critic": 5, "batch_size": 64},
-    "loss": {"lambda_gp": 10.0, "lambda_cls_real": 1.0, "lambda_cls_fake": 1.0, "lambda_fm": 1.0,
-             "lambda_div": 0.0, "lambda_sml": 0.0, "tau": 0.08},
-    "train": {"steps": 10000, "eval_every": 1000, "save_every": 1000, "log_every": 50,
-              "keep_last": 3, "seed": 0, "real_fit": "tile", "device": None, "bf16": False},
-    # Quick evaluation: a balanced sample of `ppc` per class trains the SUPERB ER model (the ER
-    # profile, then `er_overrides`) and is scored on the fold's real DEV split; test is never read.
-    "eval": {"ppc": 20, "repeats": 3, "er_profile": "fast", "er_overrides": "selection.metric='uar'"},
-}
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
-def resolve_config(cfg, overrides=None) -> dict:
-    """Trainer defaults <- the config (path or dict) <- ``a.b=v,,c=w`` overrides (strict keys)."""
-    cfg = utils.load_yaml(cfg) if isinstance(cfg, (str, os.PathLike)) else (cfg or {})
-    if "model" not in cfg:
-        raise UserError("the GAN config has no model: section")
-    return utils.apply_overrides(_merge(DEFAULTS, cfg), overrides)
-
 
 def _dist_env(device):
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
@@ -71,31 +43,6 @@ def _dist_env(device):
     if own:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device, own
-
-
-class _Log:
-    """metrics.jsonl + tensorboard (rank 0 only). A resume drops records after the checkpoint
-    from both (tensorboard's purge_step), so the curves continue instead of doubling back."""
-
-    def __init__(self, run_dir: Path, resume_step: int | None):
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.path = run_dir / "metrics.jsonl"
-        if resume_step is not None and self.path.is_file():
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
-            utils.atomic_write_text("".join(ln + "\n" for ln in keep), self.path)
-        self.tb = SummaryWriter(str(run_dir), purge_step=None if resume_step is None else resume_step + 1)
-
-    def __call__(self, step: int, split: str, values: dict):
-        utils.append_jsonl({"step": step, "split": split, **values}, self.path)
-        for k, v in values.items():
-            if isinstance(v, (int, float)) and v is not None:
-                self.tb.add_scalar(f"{split}/{k}", v, step)
-        self.tb.flush()
-
-    def close(self):
-        self.tb.close()
 
 
 class GANTrainer:
@@ -127,7 +74,7 @@ class GANTrainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.g = DDP(self.G, device_ids=ids)
         # The class head gets no gradient when λ2 = λ3 = 0 (the pure WGAN-GP ablation).
-        unused = not (self.lam["lambda_cls_real"] or self.lam["lambda_cls_fake"])
+        unused = not (self.lam["lambda_cls_real"] or L.critic_fake_class_weight(self.lam))
         self.d = DDP(self.D, device_ids=ids, find_unused_parameters=unused)
 
     # -------------------------------------------------------------------- one step
@@ -154,7 +101,7 @@ class GANTrainer:
             # the same backward and are reduced with the rest.
             gp = L.gradient_penalty(lambda h: self.D(h)[0].float(), x, fake, gen) if lam["lambda_gp"] else None
             cls_real = L.classification_loss(l_real, y) if lam["lambda_cls_real"] else None
-            cls_fake = L.classification_loss(l_fake, y) if lam["lambda_cls_fake"] else None
+            cls_fake = L.classification_loss(l_fake, y) if L.critic_fake_class_weight(lam) else None
             total, logged = L.critic_loss(adv, gp, cls_real, cls_fake, lam)
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
@@ -279,48 +226,6 @@ class GANTrainer:
 
 
 # ------------------------------------------------------------------------ entry point
-def _prepare(cfg, store, fold, pool_dir, resume, out_dir, overrides):
-    """Resolve config, store and run directory, on every rank (rank 0 creates the directory)."""
-    run_dir = None
-    if resume:
-        run_dir = Path(out_dir if resume is True else resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise UserError(f"--resume {run_dir}: not a GAN run directory (config.yaml missing)")
-        saved = utils.load_yaml(run_dir / "config.yaml")
-        cfg = utils.apply_overrides(saved, overrides)  # e.g. train.steps=... to train longer
-        run = saved.get("run", {})
-        store, fold, pool_dir = store or run.get("store"), fold or run.get("fold"), pool_dir or run.get("pool")
-    else:
-        cfg = resolve_config(cfg, overrides)
-    if store is None or fold is None:
-        raise UserError("a feature store and a fold are required (--store, --fold)")
-    store = store if isinstance(store, FeatureStore) else FeatureStore.open(store)
-    fold = normalize_fold(fold) if store.folds else str(fold)
-    m = cfg["model"]
-    for key, have in (("D", store.dim), ("num_classes", len(store.label_map))):
-        if m.get(key) in (None, "auto"):
-            m[key] = have
-        elif int(m[key]) != have:
-            raise UserError(f"model.{key}={m[key]} but the store {store.path} has {have}; "
-                            f"override with -o model.{key}={have}")
-    if cfg["loss"].get("lambda_sml") and pool_dir is None:
-        raise UserError("loss.lambda_sml > 0 needs a teacher pool (--pool); "
-                        "set -o loss.lambda_sml=0 for the paper's baseline without L_SML")
-    cfg["run"] = {"store": str(store.path), "fold": fold, "pool": str(pool_dir) if pool_dir else None}
-    return cfg, store, fold, pool_dir, run_dir
-
-
-def _load_pool(pool_dir, store, fold, device):
-    from ..er.pool import TeacherPool
-
-    pool = TeacherPool.load(pool_dir, expect_dim=store.dim, expect_representation=store.representation,
-                            device=device)
-    if store.folds and normalize_fold(pool.info["fold"]) != fold:
-        # A pool of another fold was trained on this fold's test session: L_SML would leak it.
-        raise UserError(f"teacher pool {pool_dir} was trained on {pool.info['fold']}, not {fold}")
-    return pool
-
-
 def train_gan(cfg, store_path, fold, pool_dir=None, out_dir="runs", resume=False, *, device=None,
               overrides=None, name: str | None = None) -> dict:
     """Train a GAN distiller on ``fold``'s train part; returns the run summary.
@@ -330,7 +235,7 @@ def train_gan(cfg, store_path, fold, pool_dir=None, out_dir="runs", resume=False
     newest ``ckpt-<step>.pt`` there is continued. ``store_path`` may be an open FeatureStore."""
     rank, world, device, own = _dist_env(device)
     try:
-        cfg, store, fold, pool_dir, run_dir = _prepare(cfg, store_path, fold, pool_dir, resume, out_dir, overrides)
+        cfg, store, fold, pool_dir, run_dir = prepare(cfg, store_path, fold, pool_dir, resume, out_dir, overrides)
         if run_dir is None:
             box = [str(utils.new_run_dir(out_dir, name or f"{cfg['model']['arch']}-{fold}")) if rank == 0 else None]
             if world > 1:
@@ -344,7 +249,7 @@ def train_gan(cfg, store_path, fold, pool_dir=None, out_dir="runs", resume=False
 
 def _run(cfg, store, fold, pool_dir, run_dir, resume, device, rank, world) -> dict:
     tr = cfg["train"]
-    pool = _load_pool(pool_dir, store, fold, device) if cfg["loss"].get("lambda_sml") else None
+    pool = load_pool(pool_dir, store, fold, device) if cfg["loss"].get("lambda_sml") else None
     t = GANTrainer(cfg, store, fold, pool, device, rank, world)
     resume_step = None
     if resume:
@@ -356,7 +261,7 @@ def _run(cfg, store, fold, pool_dir, run_dir, resume, device, rank, world) -> di
     if world > 1:
         t.wrap_ddp()
     main = rank == 0
-    log = _Log(run_dir, resume_step) if main else None
+    log = RunLog(run_dir, resume_step, flush=True) if main else None
     if main:
         utils.save_yaml(cfg, run_dir / "config.yaml")
         print(f"[distill] {run_dir}: {cfg['model']['arch']} on {store.path} {fold} "

@@ -16,7 +16,6 @@ from ..er.data import ERData
 from ..er.train import er_config, train_er
 from ..features.store import FeatureStore
 from ..gan.checkpoint import load_generator
-from ..gan.data import crop_or_tile
 from ..gan.sampler import budget, generate_class
 from ..protocol import LABELS
 from .config import DOWNSTREAMS, REAL_SOURCES, VARIANTS, for_downstream, variants_for
@@ -60,7 +59,8 @@ def _source_cells(base: dict, source: str, budgets: list, gans: list, cfg: dict)
             out.append({**base, "source": source, "ppc": ppc, "balance": bal})
             continue
         for arch, variant in gans:
-            if source != "gan" and variant != variants_for(cfg, arch)[-1]:
+            if source != "gan" and (variant != variants_for(cfg, arch)[-1]
+                                    or arch not in (cfg["gan"]["distill_archs"] or [arch])):
                 continue  # latent/herding selection on the most complete GAN of each arch only
             out.append({**base, "source": source, "arch": arch, "variant": variant,
                         "losses": VARIANTS[variant], "ppc": ppc, "balance": bal})
@@ -94,7 +94,16 @@ def _real_subset(store, train_idx, counts: dict, seed: int) -> list[int]:
     return sorted(picked)
 
 
-def _gan_set(generator_path, counts: dict, seed: int, pooled: bool, length: int):
+def as_sequences(data: ERData, length: int) -> ERData:
+    """Frame-level items for a model that uses time (DeepModel): an item that is one vector (a
+    time mean: GAN-MLP, DM and latent sets) is repeated ``length`` frames, the real median, so
+    its time mean is unchanged and the model meets an utterance of typical length, as at test
+    time, rather than a single frame."""
+    items = [row[None] for row in data.features] if data.is_pooled else list(data.features)
+    return ERData([np.repeat(f, length, 0) if len(f) == 1 else f for f in items], data.labels)
+
+
+def _gan_set(generator_path, counts: dict, seed: int, pooled: bool, length: int) -> ERData:
     g = load_generator(generator_path)
     feats, labels = [], []
     for name, n in counts.items():
@@ -102,12 +111,8 @@ def _gan_set(generator_path, counts: dict, seed: int, pooled: bool, length: int)
             x = generate_class(g, LABELS[name], n, seed)  # (n, T, D), raw scale
             feats.append(x.mean(1) if pooled else x)
             labels += [LABELS[name]] * n
-    x = torch.cat(feats)
-    if pooled:
-        return x.numpy(), np.asarray(labels)
-    gen = torch.Generator().manual_seed(seed)
-    frames = [f if f.shape[0] > 1 else crop_or_tile(f, length, gen) for f in x]
-    return [f.numpy() for f in frames], np.asarray(labels)
+    x, labels = torch.cat(feats).numpy(), np.asarray(labels)
+    return ERData(x, labels) if pooled else as_sequences(ERData(list(x), labels), length)
 
 
 def training_set(cell: dict, ctx: dict, store: FeatureStore, pooled: bool):
@@ -120,16 +125,15 @@ def training_set(cell: dict, ctx: dict, store: FeatureStore, pooled: bool):
         idx = _real_subset(store, train_idx, class_counts(cell["ppc"], cell["balance"], real_counts), seed)
         return ERData.from_store(store, idx, pooled)
     gen_path = ctx["generators"].get(f"{cell['arch']}-{cell['variant']}-fold{cell['fold']}") if cell["arch"] else None
+    length = int(np.median(store.lengths(train_idx)))
     if source == "gan":
-        length = int(np.median(store.lengths(train_idx)))
-        counts = class_counts(cell["ppc"], cell["balance"], real_counts)
-        return ERData(*_gan_set(gen_path, counts, seed, pooled, length))
+        return _gan_set(gen_path, class_counts(cell["ppc"], cell["balance"], real_counts), seed, pooled, length)
     from ..distill import make_training_set  # herding, dm, gan_latent, gan_herding
 
     ts = make_training_set(source, store, fold, int(cell["ppc"]), seed, generator=gen_path,
                            pool=ctx["pools"].get(fold), cfg=ctx["cfg"]["distill"].get(source))
     data = ts.to_erdata()
-    return ERData(data.pooled(), data.labels) if pooled else data
+    return ERData(data.pooled(), data.labels) if pooled else as_sequences(data, length)
 
 
 def run_cell(cell: dict, ctx: dict) -> dict:

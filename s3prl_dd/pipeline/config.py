@@ -27,7 +27,8 @@ DEFAULTS = {
                         "gan_att": "downstream_configs/gan/gan_att_cpu.yaml",
                         "gan_cnn": "downstream_configs/gan/gan_cnn_cpu.yaml"},
             "overrides": {},
-            "arch_variants": {}},       # per-arch variant list, e.g. {gan_att: [baseline, div_sml]}
+            "arch_variants": {},        # per-arch variant list, e.g. {gan_att: [baseline, div_sml]}
+            "distill_archs": None},     # archs whose generator feeds gan_latent / gan_herding (None: all)
     "sources": ["real", "random", "gan"],
     "budgets": [5, 10, 20],             # points per class; "full" = the real train size
     "balance": ["balanced"],            # balanced | imbalanced (= the real class prior)
@@ -36,6 +37,15 @@ DEFAULTS = {
     "per_downstream": {},               # a smaller grid for a slow downstream, e.g.
                                         # {deep: {sources: [real, random, gan], budgets: [5, 20], seeds: [0], table3: false}}
     "distill": {},                      # per-source configs for gan_latent / gan_herding / dm / herding
+    # Table 4 (SID privacy probe) from the run's own ER models: s3prl_dd/pipeline/privacy.py
+    "probe": {"enabled": False,
+              "fold": None,             # None: the first fold
+              "er_seed": None,          # which downstream seed's ER models; None: the first seed
+              "arch": None,             # whose Baseline / proposed GAN rows; None: the first arch
+              "budget": "full", "balance": "imbalanced",  # the GAN rows' training sets (paper: full size)
+              "seeds": [0, 1, 2],       # speaker-probe seeds (split + init)
+              "speaker": {},            # s3prl_dd.probe.speaker.DEFAULT_PROBE overrides
+              "memo": {}},              # s3prl_dd.probe.memorization.DEFAULT_MEMO overrides
 }
 
 
@@ -55,6 +65,7 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def load_pipeline_config(path, overrides=None) -> dict:
+    """A config file (or a run's saved config.yaml) over the defaults, then overrides, validated."""
     raw = load_yaml(path)
     unknown = set(raw) - set(DEFAULTS)
     if unknown:
@@ -74,6 +85,8 @@ def validate(cfg: dict) -> None:
     for a in cfg["gan"]["archs"]:
         if a not in cfg["gan"]["configs"]:
             raise UserError(f"gan.archs: no config for '{a}' in gan.configs")
+    if not set(cfg["gan"]["distill_archs"] or []) <= set(cfg["gan"]["archs"]):
+        raise UserError("gan.distill_archs must be a subset of gan.archs")
     for d in cfg["downstreams"]:
         if d not in DOWNSTREAMS:
             raise UserError(f"downstreams: unknown '{d}' (choose from {list(DOWNSTREAMS)})")
@@ -88,6 +101,10 @@ def validate(cfg: dict) -> None:
     for b in cfg["balance"]:
         if b not in ("balanced", "imbalanced"):
             raise UserError(f"balance: {b!r} (balanced | imbalanced)")
+    if set(cfg["probe"]) - set(DEFAULTS["probe"]):
+        raise UserError(f"probe: unknown keys {sorted(set(cfg['probe']) - set(DEFAULTS['probe']))}")
+    if cfg["probe"].get("enabled") and not (cfg["probe"]["budget"] == "full" or isinstance(cfg["probe"]["budget"], int)):
+        raise UserError(f"probe.budget: {cfg['probe']['budget']!r} is neither a positive integer nor 'full'")
     if not cfg["folds"] or not cfg["seeds"]:
         raise UserError("folds and seeds must not be empty")
 

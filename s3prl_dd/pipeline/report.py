@@ -39,14 +39,16 @@ def _paired_mcnemar(records, a: dict, b: dict) -> float | None:
     return metrics.mcnemar(y, pa, pb)["p_value"]
 
 
-def _storage(run: Path) -> dict:
+def _storage(run: Path, cfg: dict) -> dict:
     corpus = json.loads((run / "corpus" / "corpus.json").read_text())
     root = Path(corpus["root"])
     audio = sum((root / m["path"]).stat().st_size for m in _all_meta(corpus))
     store = sum(p.stat().st_size for p in (run / "store").glob("shard-*.npy"))
     gens = {}
+    wanted = {f"{a}-{v}-fold{f}" for a in cfg["gan"]["archs"] for v in variants_for(cfg, a) for f in cfg["folds"]}
     for g in sorted((run / "gans").glob("*/*/generator.pt")):
-        gens[g.parent.parent.name] = g.stat().st_size
+        if g.parent.parent.name in wanted:  # not a GAN a former config of this run trained
+            gens[g.parent.parent.name] = g.stat().st_size
     red = lambda b, ref: round(100 * (1 - b / ref), 2) if ref else None
     return {"audio_bytes": audio, "store_bytes": store, "generators": {
         k: {"bytes": v, "reduction_vs_audio_pct": red(v, audio), "reduction_vs_store_pct": red(v, store)}
@@ -105,7 +107,7 @@ def _methods(cfg) -> list[tuple[str, dict]]:
         if s == "real":
             continue
         if s in GAN_SOURCES:
-            for a in cfg["gan"]["archs"]:
+            for a in cfg["gan"]["archs"] if s == "gan" else (cfg["gan"]["distill_archs"] or cfg["gan"]["archs"]):
                 vs = variants_for(cfg, a) if s == "gan" else variants_for(cfg, a)[-1:]
                 out += [(f"{s} {a} {ROW_NAMES[v]}", {"source": s, "arch": a, "variant": v}) for v in vs]
         else:
@@ -129,6 +131,31 @@ def _baselines(records, cfg, ds) -> list[str]:
             row.append(_fmt(list(mine.values())))
             deltas += [mine[k] - rand[k] for k in set(mine) & set(rand)]
         lines.append(f"| {name} | " + " | ".join(row) + f" | {_fmt(deltas) if sel['source'] != 'random' else '-'} |")
+    return lines
+
+
+def _paired(records, a: dict, b: dict) -> list[float]:
+    """a - b test UAR over the (fold, seed) pairs both have."""
+    ua = {(r["fold"], r["seed"]): r["test_uar"] for r in records if _match(r, **a)}
+    ub = {(r["fold"], r["seed"]): r["test_uar"] for r in records if _match(r, **b)}
+    return [ua[k] - ub[k] for k in sorted(set(ua) & set(ub))]
+
+
+def _differences(records, cfg, ds) -> list[str]:
+    """Per-budget paired differences: every method vs random, each GAN's last variant vs its
+    Baseline, and full real data vs each method (the targets of the issues)."""
+    budgets = [b for b in cfg["budgets"] if b != "full"]
+    lines = ["| Paired Δ UAR (points) | " + " | ".join(f"{b} ppc" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    real = {"source": "real", "ppc": "full", "balance": "imbalanced", "downstream": ds}
+    for name, sel in _methods(cfg):
+        at = lambda b, **kw: {**sel, "ppc": b, "balance": "balanced", "downstream": ds, **kw}  # noqa: E731
+        if sel["source"] != "random":
+            lines.append(f"| {name} − random | " + " | ".join(
+                _fmt(_paired(records, at(b), at(b, source="random", arch=None, variant=None))) for b in budgets) + " |")
+        if sel["source"] == "gan" and sel["variant"] != "baseline" and "baseline" in variants_for(cfg, sel["arch"]):
+            lines.append(f"| {name} − Baseline | " + " | ".join(
+                _fmt(_paired(records, at(b), at(b, variant="baseline"))) for b in budgets) + " |")
+        lines.append(f"| full real − {name} | " + " | ".join(_fmt(_paired(records, real, at(b))) for b in budgets) + " |")
     return lines
 
 
@@ -165,9 +192,12 @@ def _timing(records, ds) -> list[str]:
 
 def write_report(run: Path, cfg: dict, cells: list[dict]) -> dict:
     records = collect(run, cells)
-    storage = _storage(run) if (run / "corpus" / "corpus.json").is_file() else {}
+    storage = _storage(run, cfg) if (run / "corpus" / "corpus.json").is_file() else {}
     results = {"records": [{k: v for k, v in r.items() if k not in ("predictions", "test_labels")} for r in records],
                "storage": storage, "config": cfg, "n_cells": len(cells), "n_done": len(records)}
+    probe = run / "sid_probe.json"
+    if probe.is_file():
+        results["sid_probe"] = json.loads(probe.read_text())["sid_probe"]
     atomic_write_json(results, run / "results.json")
 
     n = f"{len(cfg['folds'])} fold(s) × {len(cfg['seeds'])} seed(s)"
@@ -185,9 +215,14 @@ def write_report(run: Path, cfg: dict, cells: list[dict]) -> dict:
         if "gan" in sub["sources"]:
             md += [f"## Table 2: GAN samples only, {ds} downstream (balanced)", "", *_table2(records, sub, ds), ""]
         md += [f"## Baselines and distillation methods, {ds} downstream", "", *_baselines(records, sub, ds), ""]
+        md += [f"## Paired differences, {ds} downstream (mean ± std over fold × seed pairs)", "",
+               *_differences(records, sub, ds), ""]
         if sub.get("table3"):
             md += [f"## Table 3: real vs GAN, balanced vs imbalanced, {ds} downstream", "", *_table3(records, sub, ds), ""]
         md += [f"## Downstream training time, {ds}", "", *_timing(records, ds), ""]
+    if "sid_probe" in results:
+        md += ["## Table 4: speaker information in the SER models' first layer", "",
+               results["sid_probe"]["markdown"], f"ER models: {results['sid_probe'].get('cells')}", ""]
     try:
         from .plots import write_plots
 

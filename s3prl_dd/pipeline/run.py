@@ -4,7 +4,8 @@
     run/store/           feature store                     (s3prl_dd.features.extract)
     run/pool/foldK/      teacher pool                      (s3prl_dd.er.pool.build_pool)
     run/gans/<a>-<v>-foldK/NNNNN-*/generator.pt            (s3prl_dd.gan.trainer.train_gan)
-    run/cells/<key>.json one downstream result per grid cell
+    run/cells/<key>.json one downstream result per grid cell (run/cells/<key>/: its run)
+    run/sid_probe.json   Table 4 + memorisation check       (s3prl_dd.pipeline.privacy)
     run/results.json, run/report.md, run/*.png           (s3prl_dd.pipeline.report)
 """
 from __future__ import annotations
@@ -123,6 +124,16 @@ def _stage_gans(cfg, run: Path, store: Path, pools: dict, device: str) -> dict:
     return {f"{a}-{v}-fold{f}": g for (a, v, f, *_), g in _pool_map(_gan_job, jobs, cfg["workers"], "GANs")}
 
 
+def build_context(cfg: dict, run: Path) -> dict:
+    """What cells need, from the stages (each reuses its output when present)."""
+    device = _device(cfg)
+    store = _stage_store(cfg, run, device)
+    pools = _stage_pools(cfg, run, store, device)
+    generators = _stage_gans(cfg, run, store, pools, device)
+    return {"cfg": cfg, "store": str(store), "pools": pools, "generators": generators, "device": device,
+            "run": str(run)}
+
+
 def _sigterm_to_interrupt(*_):
     raise KeyboardInterrupt("terminated")
 
@@ -141,19 +152,15 @@ def run_pipeline(config_path, overrides=None, out: str | Path | None = None, rep
         print(f"[pipeline] {saved} differs from the requested config: completed cells are kept; "
               "delete the run directory to start over")
     save_yaml(cfg, saved)
-    device = _device(cfg)
 
     cells = enumerate_cells(cfg)
     cell_dir = run / "cells"
     cell_dir.mkdir(exist_ok=True)
     todo = [c for c in cells if not (cell_dir / f"{cell_key(c)}.json").is_file()]
     grid = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="grid (cells)", position=0, dynamic_ncols=True)
+    ctx = None
     if todo:
-        store = _stage_store(cfg, run, device)
-        pools = _stage_pools(cfg, run, store, device)
-        generators = _stage_gans(cfg, run, store, pools, device)
-        ctx = {"cfg": cfg, "store": str(store), "pools": pools, "generators": generators, "device": device,
-               "run": str(run)}
+        ctx = build_context(cfg, run)
         failed = 0
         for (_, cell, _), record in _pool_map(_guarded, [(run_cell, c, ctx) for c in todo], cfg["workers"], "cells"):
             key = cell_key(cell)
@@ -168,6 +175,10 @@ def run_pipeline(config_path, overrides=None, out: str | Path | None = None, rep
         if failed:
             tqdm.write(f"[pipeline] {failed} cell(s) failed; the report covers the rest")
     grid.close()
+    if cfg["probe"].get("enabled"):
+        from .privacy import privacy_stage
+
+        privacy_stage(cfg, ctx or build_context(cfg, run))
     if report:
         from .report import write_report
 

@@ -107,7 +107,9 @@ def probe_run(store, fold, er_models: dict, generators: dict | None = None, seed
             frac_threshold=memo["frac_threshold"], near_copy=memo["near_copy"],
             near_copy_threshold=memo["near_copy_threshold"], device=device)
         memorization[name]["generator"] = str(g) if isinstance(g, (str, Path)) else type(g).__name__
-    block = {"store": str(store.path), "store_name": store.path.name, "upstream": store.meta.get("upstream"),
+    # a pipeline's store is <run>/store: the run's name says which corpus it is
+    name = store.path.name if store.path.name != "store" else f"{store.path.parent.name}/store"
+    block = {"store": str(store.path), "store_name": name, "upstream": store.meta.get("upstream"),
              "fold": fold, "seeds": seeds, "n_speakers": rows[0]["n_speakers"], "config": cfg, "memo_config": memo,
              "rows": rows, "memorization": memorization}
     block["markdown"] = markdown_table(block)
@@ -133,30 +135,44 @@ def parse_named(text: str | None, what: str) -> dict:
     return out
 
 
-def inputs_from_run(run_dir) -> dict:
-    """Store, fold, ER checkpoints and generators of a pipeline run directory. The pipeline's
-    layout is not fixed yet: until it is wired here, the explicit flags are needed."""
-    raise UserError(f"--run {run_dir}: reading a pipeline run directory is not wired yet; "
-                    "give --store, --fold, --er and --generator")
+def probe_pipeline_run(run_dir, seeds=None, speaker: dict | None = None, memo: dict | None = None) -> dict:
+    """Table 4 for a pipeline run directory from its saved config, with the cells' own ER
+    models (s3prl_dd.pipeline.privacy); results.json and report.md are rewritten with it."""
+    from ..pipeline.cells import enumerate_cells
+    from ..pipeline.config import load_pipeline_config, validate
+    from ..pipeline.privacy import privacy_stage
+    from ..pipeline.report import write_report
+    from ..pipeline.run import build_context
+
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file():
+        raise UserError(f"--run {run}: not a pipeline run directory (no config.yaml)")
+    cfg = load_pipeline_config(run / "config.yaml")
+    cfg["probe"]["enabled"] = True
+    if seeds is not None:
+        cfg["probe"]["seeds"] = list(seeds)
+    cfg["probe"]["speaker"] = {**cfg["probe"]["speaker"], **(speaker or {})}
+    cfg["probe"]["memo"] = {**cfg["probe"]["memo"], **(memo or {})}
+    validate(cfg)
+    block = privacy_stage(cfg, build_context(cfg, run))
+    write_report(run, cfg, enumerate_cells(cfg))
+    return block
 
 
 def probe_command(args) -> dict:
     """Body of ``s3prl-dd probe`` (see cli.py for the flags)."""
     if getattr(args, "threads", None):
         torch.set_num_threads(max(1, int(args.threads)))
+    seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()] if args.seeds else None
+    cfg = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("train_ratio", args.train_ratio)) if v is not None}
+    memo = {k: v for k, v in (("n_per_class", args.n_per_class), ("heldout", args.heldout)) if v is not None}
     er, gens = parse_named(args.er, "--er"), parse_named(args.generator, "--generator")
-    store, fold, out = args.store, args.fold, args.out
     if args.run:
-        if not store:
-            found = inputs_from_run(args.run)
-            store, fold = found["store"], found["fold"]
-            er, gens = er or found["er"], gens or found["generators"]
-        out = out or args.run
-    if not store or not fold:
+        if args.store or er or gens:
+            raise UserError("--run takes its store, ER models and generators from the run; drop --store/--er/--generator")
+        return probe_pipeline_run(args.run, seeds, cfg, memo)
+    if not args.store or not args.fold:
         raise UserError("give --store and --fold (or --run)")
     if not er and not gens:
         raise UserError("nothing to probe: give --er NAME=CKPT,... and/or --generator NAME=generator.pt,...")
-    seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
-    cfg = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("train_ratio", args.train_ratio)) if v is not None}
-    memo = {k: v for k, v in (("n_per_class", args.n_per_class), ("heldout", args.heldout)) if v is not None}
-    return probe_run(store, fold, er, gens, seeds, out, cfg, memo, device=args.device or "cpu")
+    return probe_run(args.store, args.fold, er, gens, seeds or [0, 1, 2], args.out, cfg, memo, device=args.device or "cpu")

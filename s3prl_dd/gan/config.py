@@ -1,0 +1,82 @@
+"""GAN trainer configuration: defaults, resolution with ``-o`` overrides, and the checks that
+tie a config to a feature store, a fold and a teacher pool before any training starts."""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+from .. import utils
+from ..features.store import FeatureStore, normalize_fold
+from ..utils import UserError
+
+DEFAULTS = {
+    "optim": {"lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.0, 0.9], "n_critic": 5, "batch_size": 64},
+    "loss": {"lambda_gp": 10.0, "lambda_cls_real": 1.0, "lambda_cls_fake": 1.0, "lambda_fm": 1.0,
+             "lambda_div": 0.0, "lambda_sml": 0.0, "tau": 0.08,
+             "lambda_cls_fake_critic": None},  # None: λ3, as Eq. 4
+    "train": {"steps": 10000, "eval_every": 1000, "save_every": 1000, "log_every": 50,
+              "keep_last": 3, "seed": 0, "real_fit": "tile", "device": None, "bf16": False},
+    # Quick evaluation: a balanced sample of `ppc` per class trains the SUPERB ER model (the ER
+    # profile, then `er_overrides`) and is scored on the fold's real DEV split; test is never read.
+    "eval": {"ppc": 20, "repeats": 3, "er_profile": "fast", "er_overrides": "selection.metric='uar'"},
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def resolve_config(cfg, overrides=None) -> dict:
+    """Trainer defaults <- the config (path or dict) <- ``a.b=v,,c=w`` overrides (strict keys)."""
+    cfg = utils.load_yaml(cfg) if isinstance(cfg, (str, os.PathLike)) else (cfg or {})
+    if "model" not in cfg:
+        raise UserError("the GAN config has no model: section")
+    return utils.apply_overrides(_merge(DEFAULTS, cfg), overrides)
+
+
+def prepare(cfg, store, fold, pool_dir, resume, out_dir, overrides):
+    """Resolve config, store and run directory, on every rank (rank 0 creates the directory)."""
+    run_dir = None
+    if resume:
+        run_dir = Path(out_dir if resume is True else resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise UserError(f"--resume {run_dir}: not a GAN run directory (config.yaml missing)")
+        saved = utils.load_yaml(run_dir / "config.yaml")
+        cfg = utils.apply_overrides(saved, overrides)  # e.g. train.steps=... to train longer
+        run = saved.get("run", {})
+        store, fold, pool_dir = store or run.get("store"), fold or run.get("fold"), pool_dir or run.get("pool")
+    else:
+        cfg = resolve_config(cfg, overrides)
+    if store is None or fold is None:
+        raise UserError("a feature store and a fold are required (--store, --fold)")
+    store = store if isinstance(store, FeatureStore) else FeatureStore.open(store)
+    fold = normalize_fold(fold) if store.folds else str(fold)
+    m = cfg["model"]
+    for key, have in (("D", store.dim), ("num_classes", len(store.label_map))):
+        if m.get(key) in (None, "auto"):
+            m[key] = have
+        elif int(m[key]) != have:
+            raise UserError(f"model.{key}={m[key]} but the store {store.path} has {have}; "
+                            f"override with -o model.{key}={have}")
+    if cfg["loss"].get("lambda_sml") and pool_dir is None:
+        raise UserError("loss.lambda_sml > 0 needs a teacher pool (--pool); "
+                        "set -o loss.lambda_sml=0 for the paper's baseline without L_SML")
+    cfg["run"] = {"store": str(store.path), "fold": fold, "pool": str(pool_dir) if pool_dir else None}
+    return cfg, store, fold, pool_dir, run_dir
+
+
+def load_pool(pool_dir, store, fold, device):
+    from ..er.pool import TeacherPool
+
+    pool = TeacherPool.load(pool_dir, expect_dim=store.dim, expect_representation=store.representation,
+                            device=device)
+    if store.folds and normalize_fold(pool.info["fold"]) != fold:
+        # A pool of another fold was trained on this fold's test session: L_SML would leak it.
+        raise UserError(f"teacher pool {pool_dir} was trained on {pool.info['fold']}, not {fold}")
+    return pool
+
+
