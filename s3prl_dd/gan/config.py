@@ -78,5 +78,3 @@ def load_pool(pool_dir, store, fold, device):
         # A pool of another fold was trained on this fold's test session: L_SML would leak it.
         raise UserError(f"teacher pool {pool_dir} was trained on {pool.info['fold']}, not {fold}")
     return pool
-
-
