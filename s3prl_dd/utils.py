@@ -98,6 +98,18 @@ def _parse_value(text: str):
         return text
 
 
+def merge_config(defaults: dict, over: dict | None, what: str | None = None) -> dict:
+    """``defaults`` updated by ``over`` (nested mappings merged key by key), all copied. With
+    ``what`` (a name for the message), a top-level key that ``defaults`` lacks is an error: a
+    typo must not run the defaults silently."""
+    out = copy.deepcopy(defaults)
+    for k, v in (over or {}).items():
+        if what is not None and k not in out:
+            raise UserError(f"unknown {what} option '{k}' (known: {', '.join(sorted(out))})")
+        out[k] = merge_config(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
 def apply_overrides(config: dict, overrides: str | Iterable[str] | None, strict: bool = True) -> dict:
     """s3prl-style overrides: ``config.a.b=1,,config.c='x'`` (the ``config.`` prefix optional).
 

@@ -9,6 +9,7 @@ with the same statistics, so the round trip is exact up to float rounding.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -22,7 +23,7 @@ import torch
 from ..features.store import make_meta, normalize_fold, write_store
 from ..gan.realdata import step_generator
 from ..gan.sampler import CHUNK
-from ..utils import UserError, apply_overrides, atomic_torch_save, load_yaml, config_path
+from ..utils import UserError, apply_overrides, atomic_torch_save, config_path, load_yaml, merge_config
 
 FORMAT = "s3prl-dd-distilled-set"
 VERSION = 1
@@ -182,7 +183,11 @@ class FoldTrain:
 
     def of_class(self, c: int) -> list[int]:
         """Row numbers (into x / indices) of class c, in split order."""
-        return torch.nonzero(self.y == int(c)).flatten().tolist()
+        return list(self._rows.get(int(c), []))
+
+    @functools.cached_property
+    def _rows(self) -> dict[int, list[int]]:  # asked for every class at every distillation step
+        return {int(c): torch.nonzero(self.y == int(c)).flatten().tolist() for c in torch.unique(self.y)}
 
     def standardize(self, raw) -> torch.Tensor:
         raw = torch.as_tensor(np.asarray(raw, np.float32))
@@ -313,10 +318,4 @@ def load_source_config(name: str, path=None, overrides=None, defaults: dict | No
 
 def merge(defaults: dict, cfg: dict | None) -> dict:
     """Defaults updated by ``cfg``; unknown keys are an error naming them."""
-    out = copy.deepcopy(defaults)
-    for k, v in (cfg or {}).items():
-        if k not in out:
-            raise UserError(f"unknown distillation option '{k}' (known: {', '.join(sorted(out))})")
-        out[k] = v
-    return out
-
+    return merge_config(defaults, cfg, "distillation")

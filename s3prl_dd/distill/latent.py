@@ -158,14 +158,17 @@ def gan_latent(store, fold, ppc: int, seed: int, generator, pool=None, cfg: dict
     with torch.no_grad():
         before = {"dm_eval": eval_dm_objective(syn_std(e), y, ft, cfg, seed),
                   "pool": float(pool_loss(syn_std(e))) if use_pool else None}
+    weights = {"dm": cfg["lambda_dm"], "pool": cfg["lambda_pool"], "gm": cfg["lambda_gm"], "prior": cfg["lambda_prior"]}
+    uses_real = float(cfg["lambda_dm"]) > 0 or float(cfg["lambda_gm"]) > 0
     history, t0 = [], time.perf_counter()
     for it in range(int(cfg["iterations"])):
         xs = syn_std(e)
         terms = {}
+        # one real batch per iteration, shared by the DM and gradient-matching terms
+        real = real_batches(ft, classes, int(cfg["real_batch"]), step_generator(int(seed), "latent-real", it)) if uses_real else None
         if float(cfg["lambda_dm"]) > 0:
             emb = RandomEmbedder(g.D, step_generator(int(seed), "latent-embed", it), cfg["embed_width"],
                                  cfg["embed_depth"], cfg["embed_relu"], dev)
-            real = real_batches(ft, classes, int(cfg["real_batch"]), step_generator(int(seed), "latent-real", it))
             terms["dm"] = random_dm_loss(emb, real, xs, y)
         if use_pool:
             terms["pool"] = pool_loss(xs)
@@ -175,11 +178,8 @@ def gan_latent(store, fold, ppc: int, seed: int, generator, pool=None, cfg: dict
                 params = teacher_params(pool.sample(gen), mean, std)
             else:
                 params = linear_er_params(g.D, len(classes), gen, int(cfg["embed_width"]), dev)
-            real = real_batches(ft, classes, int(cfg["real_batch"]), step_generator(int(seed), "latent-real", it))
             terms["gm"] = gradient_matching_loss(params, real, xs, y)
         terms["prior"] = latent_norm_prior(e)
-        weights = {"dm": cfg["lambda_dm"], "pool": cfg["lambda_pool"], "gm": cfg["lambda_gm"],
-                   "prior": cfg["lambda_prior"]}
         loss = sum(float(weights[k]) * v for k, v in terms.items())
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -91,9 +91,6 @@ class ERModel(nn.Module):
         x = self.projector(features)
         return x * lengths_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
 
-    def forward_list(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self(*pad(features))
-
 
 def model_meta(model: ERModel, **extra) -> dict:
     """Plain-typed metadata, so checkpoints load with ``torch.load(weights_only=True)``."""

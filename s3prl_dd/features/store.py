@@ -178,7 +178,6 @@ def finalize(store_dir: str | os.PathLike, n_shards: int, folds: dict | None = N
     atomic_write_json(index, store_dir / "index.json")
     store = FeatureStore.open(store_dir)
     atomic_write_json(store.compute_stats(), store_dir / "stats.json")
-    store._stats = None
     for tmp in store_dir.glob(".*.tmp"):  # left by a writer killed mid-way
         tmp.unlink(missing_ok=True)
     return store

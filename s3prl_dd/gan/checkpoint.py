@@ -123,20 +123,9 @@ class DistilledGenerator(nn.Module):
         self.prior: list[float] = info["prior"]
         self.T, self.D, self.noise_dim = generator.T, generator.D, generator.noise_dim
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.labels)
-
     def forward(self, y: torch.Tensor, e: torch.Tensor, standardized: bool = False) -> torch.Tensor:
         x = self.generator.generate(y, e)
         return x if standardized else x * self.std + self.mean
-
-    @torch.no_grad()
-    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None,
-               standardized: bool = False) -> torch.Tensor:
-        e = torch.randn(len(y), self.noise_dim, generator=generator,
-                        device=generator.device if generator is not None else self.mean.device)
-        return self(y, e.to(self.mean.device), standardized)
 
 
 def load_generator(path, device="cpu") -> DistilledGenerator:

@@ -2,7 +2,6 @@
 tie a config to a feature store, a fold and a teacher pool before any training starts."""
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
@@ -23,19 +22,12 @@ DEFAULTS = {
 }
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
 def resolve_config(cfg, overrides=None) -> dict:
     """Trainer defaults <- the config (path or dict) <- ``a.b=v,,c=w`` overrides (strict keys)."""
     cfg = utils.load_yaml(cfg) if isinstance(cfg, (str, os.PathLike)) else (cfg or {})
     if "model" not in cfg:
         raise UserError("the GAN config has no model: section")
-    return utils.apply_overrides(_merge(DEFAULTS, cfg), overrides)
+    return utils.apply_overrides(utils.merge_config(DEFAULTS, cfg), overrides)
 
 
 def prepare(cfg, store, fold, pool_dir, resume, out_dir, overrides):

@@ -86,9 +86,6 @@ class ConditionalGenerator(nn.Module):
         """Features (B, T, D) for labels y (B,) and noise parts e (B, noise_dim)."""
         return self(self.make_z(y.to(self.device), e.to(self.device)))
 
-    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self(self.sample_noise(y, generator))
-
 
 class TimeSelfAttention(nn.Module):
     """One multi-head self-attention over time on a (B, C, T, F) map, residual.

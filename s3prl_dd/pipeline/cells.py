@@ -5,6 +5,7 @@ written to ``cells/<key>.json`` atomically, so a cell is complete iff that file 
 get paths, never open objects, so cells run in any process."""
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from ..features.store import FeatureStore
 from ..gan.checkpoint import load_generator
 from ..gan.sampler import budget, generate_class
 from ..protocol import LABELS
-from .config import DOWNSTREAMS, REAL_SOURCES, VARIANTS, for_downstream, variants_for
+from .config import DOWNSTREAMS, REAL_SOURCES, VARIANTS, for_downstream, gan_key, variants_for
 
 GAN_SOURCES = {"gan", "gan_latent", "gan_herding"}
 
@@ -124,7 +125,7 @@ def training_set(cell: dict, ctx: dict, store: FeatureStore, pooled: bool):
     if source == "random":
         idx = _real_subset(store, train_idx, class_counts(cell["ppc"], cell["balance"], real_counts), seed)
         return ERData.from_store(store, idx, pooled)
-    gen_path = ctx["generators"].get(f"{cell['arch']}-{cell['variant']}-fold{cell['fold']}") if cell["arch"] else None
+    gen_path = ctx["generators"].get(gan_key(cell["arch"], cell["variant"], cell["fold"])) if cell["arch"] else None
     length = int(np.median(store.lengths(train_idx)))
     if source == "gan":
         return _gan_set(gen_path, class_counts(cell["ppc"], cell["balance"], real_counts), seed, pooled, length)
@@ -136,10 +137,14 @@ def training_set(cell: dict, ctx: dict, store: FeatureStore, pooled: bool):
     return ERData(data.pooled(), data.labels) if pooled else as_sequences(data, length)
 
 
+# A worker runs many cells on one store: open it (and pool its time-means) once per process.
+_open_store = functools.lru_cache(maxsize=2)(FeatureStore.open)
+
+
 def run_cell(cell: dict, ctx: dict) -> dict:
     """Train the downstream on the cell's set; dev selects, test scores (real data)."""
     torch.set_num_threads(1)
-    store = FeatureStore.open(ctx["store"])
+    store = _open_store(ctx["store"])
     fold = f"fold{cell['fold']}"
     er = ctx["cfg"]["er" if cell["downstream"] == "linear" else "deep_er"]
     cfg = er_config(profile=er.get("profile"), overrides=er.get("overrides"))

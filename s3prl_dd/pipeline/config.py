@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 
-from ..utils import UserError, apply_overrides, load_yaml
+from ..utils import UserError, apply_overrides, load_yaml, merge_config
 
 VARIANTS = {"baseline": [], "div": ["div"], "sml": ["sml"], "div_sml": ["div", "sml"]}
 REAL_SOURCES = {"real", "random", "herding"}
@@ -57,20 +57,13 @@ def for_downstream(cfg: dict, ds: str) -> dict:
     return {**cfg, **cfg["per_downstream"].get(ds, {})}
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def load_pipeline_config(path, overrides=None) -> dict:
     """A config file (or a run's saved config.yaml) over the defaults, then overrides, validated."""
     raw = load_yaml(path)
     unknown = set(raw) - set(DEFAULTS)
     if unknown:
         raise UserError(f"{path}: unknown pipeline keys {sorted(unknown)} (known: {sorted(DEFAULTS)})")
-    merged = _merge(DEFAULTS, raw)
+    merged = merge_config(DEFAULTS, raw)
     if "corpus" in raw:  # a corpus spec is one thing: the builtin defaults must not leak into it
         merged["corpus"] = copy.deepcopy(raw["corpus"])
     cfg = apply_overrides(merged, overrides)
@@ -107,6 +100,11 @@ def validate(cfg: dict) -> None:
         raise UserError(f"probe.budget: {cfg['probe']['budget']!r} is neither a positive integer nor 'full'")
     if not cfg["folds"] or not cfg["seeds"]:
         raise UserError("folds and seeds must not be empty")
+
+
+def gan_key(arch: str, variant: str, fold) -> str:
+    """Name of one GAN of the grid: its directory under run/gans and its key in ctx["generators"]."""
+    return f"{arch}-{variant}-fold{fold}"
 
 
 def variants_for(cfg: dict, arch: str) -> list[str]:

@@ -13,7 +13,7 @@ from ..features.store import FeatureStore  # noqa: E402
 from ..gan.checkpoint import load_generator  # noqa: E402
 from ..gan.sampler import generate_class  # noqa: E402
 from ..protocol import LABELS  # noqa: E402
-from .config import for_downstream, variants_for  # noqa: E402
+from .config import for_downstream, gan_key, variants_for  # noqa: E402
 from .report import _match, _methods  # noqa: E402
 
 
@@ -45,7 +45,7 @@ def _uar_vs_budget(run: Path, cfg: dict, records: list[dict], ds: str) -> str:
 
 def _projection(run: Path, cfg: dict) -> str | None:
     arch = cfg["gan"]["archs"][0]
-    gens = sorted((run / "gans").glob(f"{arch}-{variants_for(cfg, arch)[-1]}-fold{cfg['folds'][0]}/*/generator.pt"))
+    gens = sorted((run / "gans").glob(f"{gan_key(arch, variants_for(cfg, arch)[-1], cfg['folds'][0])}/*/generator.pt"))
     if not gens:
         return None
     store = FeatureStore.open(run / "store")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..utils import UserError, atomic_write_json, atomic_write_text
 from .cells import cell_key, run_cell
-from .config import VARIANTS, variants_for
+from .config import VARIANTS, gan_key, variants_for
 
 # Table 4's GAN rows and the loss variant each one is
 GAN_ROWS = {"baseline": "baseline", "proposed": "div_sml"}
@@ -85,7 +85,7 @@ def privacy_stage(cfg: dict, ctx: dict, force: bool = False) -> dict | None:
             return block
     cells = probe_cells(cfg)
     er_models = {row: str(ensure_cell_model(c, ctx)) for row, c in cells.items()}
-    gens = {row: ctx["generators"][f"{c['arch']}-{c['variant']}-fold{c['fold']}"]
+    gens = {row: ctx["generators"][gan_key(c["arch"], c["variant"], c["fold"])]
             for row, c in cells.items() if c["source"] == "gan"}
     block = probe_run(ctx["store"], f"fold{p['fold']}", er_models, gens, seeds=p["seeds"], out_dir=None,
                       cfg=p.get("speaker") or None, memo=p.get("memo") or None, device=ctx["device"])

@@ -13,7 +13,7 @@ import numpy as np
 from .. import metrics
 from ..utils import atomic_write_json, atomic_write_text
 from .cells import GAN_SOURCES, cell_key
-from .config import for_downstream, variants_for
+from .config import for_downstream, gan_key, variants_for
 
 ROW_NAMES = {"baseline": "Baseline", "div": "+ L_DIV", "sml": "+ L_SML", "div_sml": "+ L_DIV + L_SML"}
 
@@ -45,7 +45,7 @@ def _storage(run: Path, cfg: dict) -> dict:
     audio = sum((root / m["path"]).stat().st_size for m in _all_meta(corpus))
     store = sum(p.stat().st_size for p in (run / "store").glob("shard-*.npy"))
     gens = {}
-    wanted = {f"{a}-{v}-fold{f}" for a in cfg["gan"]["archs"] for v in variants_for(cfg, a) for f in cfg["folds"]}
+    wanted = {gan_key(a, v, f) for a in cfg["gan"]["archs"] for v in variants_for(cfg, a) for f in cfg["folds"]}
     for g in sorted((run / "gans").glob("*/*/generator.pt")):
         if g.parent.parent.name in wanted:  # not a GAN a former config of this run trained
             gens[g.parent.parent.name] = g.stat().st_size
@@ -53,6 +53,27 @@ def _storage(run: Path, cfg: dict) -> dict:
     return {"audio_bytes": audio, "store_bytes": store, "generators": {
         k: {"bytes": v, "reduction_vs_audio_pct": red(v, audio), "reduction_vs_store_pct": red(v, store)}
         for k, v in gens.items()}}
+
+
+def _gans(run: Path, cfg: dict) -> list[dict]:
+    """Each GAN of the grid: its exported step (best quick-evaluation dev UAR) and training time."""
+    out = []
+    for a in cfg["gan"]["archs"]:
+        for v in variants_for(cfg, a):
+            for f in cfg["folds"]:
+                done = sorted((run / "gans" / gan_key(a, v, f)).glob("*/result.json"))
+                if done:
+                    r = json.loads(done[-1].read_text())
+                    out.append({"gan": gan_key(a, v, f), "steps": r["step"], "best_step": r["best_step"],
+                                "best_dev_uar": r["best_dev_uar"], "train_seconds": r["train_seconds"]})
+    return out
+
+
+def _gan_table(gans: list[dict]) -> list[str]:
+    fmt = lambda x: "-" if x is None else f"{100 * x:.1f}"  # noqa: E731
+    return ["| GAN | steps | exported step | its dev UAR (quick eval) | training minutes |", "|---|---|---|---|---|"] + [
+        f"| {g['gan']} | {g['steps']} | {g['best_step']} | {fmt(g['best_dev_uar'])} | {g['train_seconds'] / 60:.1f} |"
+        for g in gans]
 
 
 def _all_meta(corpus: dict) -> list[dict]:
@@ -194,7 +215,8 @@ def write_report(run: Path, cfg: dict, cells: list[dict]) -> dict:
     records = collect(run, cells)
     storage = _storage(run, cfg) if (run / "corpus" / "corpus.json").is_file() else {}
     results = {"records": [{k: v for k, v in r.items() if k not in ("predictions", "test_labels")} for r in records],
-               "storage": storage, "config": cfg, "n_cells": len(cells), "n_done": len(records)}
+               "storage": storage, "gans": _gans(run, cfg), "config": cfg, "n_cells": len(cells),
+               "n_done": len(records)}
     probe = run / "sid_probe.json"
     if probe.is_file():
         results["sid_probe"] = json.loads(probe.read_text())["sid_probe"]
@@ -210,6 +232,8 @@ def write_report(run: Path, cfg: dict, cells: list[dict]) -> dict:
                f"| audio | {storage['audio_bytes']} | - | - |", f"| feature store | {storage['store_bytes']} | - | - |"]
         md += [f"| generator {k} | {v['bytes']} | {v['reduction_vs_audio_pct']}% | {v['reduction_vs_store_pct']}% |"
                for k, v in storage["generators"].items()] + [""]
+    if results["gans"]:
+        md += ["## GAN training", "", *_gan_table(results["gans"]), ""]
     for ds in cfg["downstreams"]:
         sub = for_downstream(cfg, ds)
         if "gan" in sub["sources"]:

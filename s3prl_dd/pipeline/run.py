@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..utils import atomic_write_json, config_path, load_yaml, save_yaml
 from .cells import GAN_SOURCES, cell_key, enumerate_cells, run_cell
-from .config import load_pipeline_config, variant_overrides, variants_for
+from .config import gan_key, load_pipeline_config, variant_overrides, variants_for
 
 
 def _device(cfg) -> str:
@@ -119,9 +119,9 @@ def _stage_gans(cfg, run: Path, store: Path, pools: dict, device: str) -> dict:
     if not needs:
         return {}
     jobs = [(a, v, f, cfg, str(store), pools.get(f"fold{f}") if "sml" in v else None,
-             str(run / "gans" / f"{a}-{v}-fold{f}"), device)
+             str(run / "gans" / gan_key(a, v, f)), device)
             for f in cfg["folds"] for a in cfg["gan"]["archs"] for v in variants_for(cfg, a)]
-    return {f"{a}-{v}-fold{f}": g for (a, v, f, *_), g in _pool_map(_gan_job, jobs, cfg["workers"], "GANs")}
+    return {gan_key(a, v, f): g for (a, v, f, *_), g in _pool_map(_gan_job, jobs, cfg["workers"], "GANs")}
 
 
 def build_context(cfg: dict, run: Path) -> dict:

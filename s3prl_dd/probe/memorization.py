@@ -117,16 +117,17 @@ def memorization_check(store, fold, generated, *, heldout: str = "dev", seed: in
     d_ho = nn_distances(z(store.pooled(ho_idx)).to(device), ref).numpy()
     pooled = _summary(d_gen, d_ho, near_copy)
 
-    # frame level, on seeded random subsets
-    rng = np.random.default_rng(seed)
+    # frame level, on seeded random subsets; one stream per draw, so the reference frames and
+    # the held-out baseline do not depend on how many samples a generator gave
+    rngs = [np.random.default_rng([seed, k]) for k in range(3)]  # reference, generated, held-out
     ref_f = None
     if max(len(g) for g in gen) > 1:
         frames = np.concatenate([store.features(i) for i in tr_idx])
         if len(frames) > max_ref_frames:
-            frames = frames[np.sort(rng.choice(len(frames), max_ref_frames, replace=False))]
+            frames = frames[np.sort(rngs[0].choice(len(frames), max_ref_frames, replace=False))]
         ref_f = z(frames).to(device)
 
-    def frame_scores(items: list[np.ndarray]) -> np.ndarray:
+    def frame_scores(items: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
         pick = rng.choice(len(items), min(max_queries, len(items)), replace=False)
         out = []
         for k in pick:
@@ -137,8 +138,8 @@ def memorization_check(store, fold, generated, *, heldout: str = "dev", seed: in
         return np.asarray(out)
 
     if max(len(g) for g in gen) > 1:
-        f_gen = frame_scores(gen)
-        f_ho = frame_scores([store.features(i) for i in ho_idx])
+        f_gen = frame_scores(gen, rngs[1])
+        f_ho = frame_scores([store.features(i) for i in ho_idx], rngs[2])
         frame = dict(_summary(f_gen, f_ho, near_copy), n_ref_frames=int(len(ref_f)))
     else:  # a time-mean is not a frame: comparing it with frames would measure pooling, not copying
         frame = {"skipped": "the samples have one frame each (a time-mean generator, e.g. GAN-MLP)"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..features.store import FeatureStore, describe_representation, normalize_fold, same_representation
-from ..utils import UserError, atomic_write_json, atomic_write_text
+from ..utils import UserError, atomic_write_json, atomic_write_text, merge_config
 from .memorization import DEFAULT_MEMO, check_generator
 from .ser import SERProjector, load_ser_projector
 from .speaker import probe_config, speaker_probe
@@ -86,7 +86,7 @@ def probe_run(store, fold, er_models: dict, generators: dict | None = None, seed
     store = store if isinstance(store, FeatureStore) else FeatureStore.open(store)
     fold = normalize_fold(fold) if store.folds else str(fold)
     cfg = probe_config(cfg)
-    memo = {**DEFAULT_MEMO, **(memo or {})}
+    memo = merge_config(DEFAULT_MEMO, memo, "memorisation-check")
     if UPSTREAM_ROW in er_models:
         raise UserError(f"'{UPSTREAM_ROW}' is the reserved name of the plain-features row")
     stats = store.stats(fold)
@@ -100,12 +100,7 @@ def probe_run(store, fold, er_models: dict, generators: dict | None = None, seed
     rows = [{"name": n, "label": row_label(n), **r} for n, r in results.items()]
     memorization = {}
     for name, g in (generators or {}).items():
-        memorization[name] = check_generator(
-            store, fold, g, n_per_class=memo["n_per_class"], seed=memo["seed"], heldout=memo["heldout"],
-            max_queries=memo["max_queries"], max_frames_per_query=memo["max_frames_per_query"],
-            max_ref_frames=memo["max_ref_frames"], ratio_threshold=memo["ratio_threshold"],
-            frac_threshold=memo["frac_threshold"], near_copy=memo["near_copy"],
-            near_copy_threshold=memo["near_copy_threshold"], device=device)
+        memorization[name] = check_generator(store, fold, g, **memo, device=device)
         memorization[name]["generator"] = str(g) if isinstance(g, (str, Path)) else type(g).__name__
     # a pipeline's store is <run>/store: the run's name says which corpus it is
     name = store.path.name if store.path.name != "store" else f"{store.path.parent.name}/store"

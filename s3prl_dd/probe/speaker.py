@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics
-from ..utils import UserError, seed_everything
+from ..utils import UserError, merge_config, seed_everything
 
 DEFAULT_PROBE = {
     "train_ratio": 0.7,     # per speaker
@@ -38,12 +38,7 @@ DEFAULT_PROBE = {
 
 
 def probe_config(overrides: dict | None = None) -> dict:
-    cfg = copy.deepcopy(DEFAULT_PROBE)
-    for k, v in (overrides or {}).items():
-        if k not in cfg:
-            raise UserError(f"unknown speaker-probe option '{k}' (have {sorted(cfg)})")
-        cfg[k] = v
-    return cfg
+    return merge_config(DEFAULT_PROBE, overrides, "speaker-probe")
 
 
 def speaker_split(speakers: Sequence, train_ratio: float = 0.7, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,6 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ...corpus.audio import load_audio
-from ...protocol import LABELS
 from ...utils import UserError
 
 
@@ -96,5 +95,3 @@ class StoreItemDataset(Dataset):
 def collate_fn(samples):
     return zip(*samples)
 
-
-DEFAULT_LABELS = LABELS

@@ -109,7 +109,7 @@ class DownstreamExpert(nn.Module):
             from .synthetic import synthetic_training_set
 
             return synthetic_training_set(self.datarc.get("synthetic") or {}, kwargs.get("upstream_ckpt"),
-                                          dataset.class_dict, len(train_idx))
+                                          dataset.class_dict, len(train_idx), kwargs.get("upstream_rate"))
         raise UserError(f"datarc.train_source={source!r}: choose 'real' or 'synthetic'")
 
     def get_downstream_name(self):

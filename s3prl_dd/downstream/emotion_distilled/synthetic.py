@@ -20,9 +20,12 @@ class SyntheticRequests(Dataset):
         return len(self.items)
 
 
-def synthetic_training_set(cfg: dict, generator_path: str | None, label_map: dict, n_real: int) -> SyntheticRequests:
+def synthetic_training_set(cfg: dict, generator_path: str | None, label_map: dict, n_real: int,
+                           upstream_rate: int | None = None) -> SyntheticRequests:
     """``cfg`` = datarc.synthetic: {generator, ppc | total (+ balance) | counts, seed, length};
-    ``total: full`` means as many samples as the real training split has (the paper's Table 3)."""
+    ``total: full`` means as many samples as the real training split has (the paper's Table 3).
+    ``upstream_rate``: the runner's Featurizer rate (s3prl passes it to the expert), i.e. what the
+    ``synthetic`` upstream reports: requests must use it to come back as ``length`` frames."""
     path = cfg.get("generator") or generator_path
     if not path:
         raise UserError("datarc.train_source=synthetic needs the generator: -u synthetic -k generator.pt "
@@ -39,7 +42,7 @@ def synthetic_training_set(cfg: dict, generator_path: str | None, label_map: dic
     plan = budget(g.labels, g.prior, ppc=cfg.get("ppc") if counts is None and total is None else None,
                   total=total if counts is None else None, balance=cfg.get("balance", "prior"), counts=counts)
     seed, length = int(cfg.get("seed", 0)), int(cfg.get("length") or g.T)
-    ds = int(g.info.get("downsample_rate") or 160)
+    ds = int(upstream_rate or g.info.get("downsample_rate") or 160)
     items = []
     for name, n in plan.items():
         label = g.labels[name]
