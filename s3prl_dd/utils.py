@@ -25,6 +25,13 @@ def default(x, d):
     return x if exists(x) else d
 
 
+def pick_device(device=None):
+    """``device`` as a torch.device; None: cuda when available, else cpu."""
+    import torch
+
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 # ---------------------------------------------------------------------------- seeding
 def seed_everything(seed: int) -> None:
     import torch

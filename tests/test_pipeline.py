@@ -1,13 +1,14 @@
 """The pipeline grid: cells, budgets, and a crash mid-grid that recomputes nothing complete."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from s3prl_dd.pipeline import cells as cells_mod
 from s3prl_dd.pipeline import run as run_mod
 from s3prl_dd.pipeline.cells import class_counts, enumerate_cells
-from s3prl_dd.pipeline.config import load_pipeline_config
+from s3prl_dd.pipeline.config import for_downstream, load_pipeline_config
 from s3prl_dd.utils import UserError
 
 TINY = {
@@ -56,6 +57,37 @@ def test_grid_cells_and_bad_config(tmp_path):
         load_pipeline_config(write_cfg(tmp_path, gan={"variants": ["nope"]}))
     with pytest.raises(UserError, match="unknown pipeline keys"):
         load_pipeline_config(write_cfg(tmp_path, colour="blue"))
+
+
+def test_per_downstream_distill_options_go_over_the_shared_ones(tmp_path, monkeypatch):
+    cfg = load_pipeline_config(write_cfg(tmp_path, downstreams=["linear", "deep"], distill={"dm": {"iterations": 7}},
+                                         per_downstream={"deep": {"distill": {"dm": {"frames": True},
+                                                                              "gan_latent": {"steps": 3}}}}))
+    assert for_downstream(cfg, "linear")["distill"] == {"dm": {"iterations": 7}}
+    assert for_downstream(cfg, "deep")["distill"] == {"dm": {"iterations": 7, "frames": True}, "gan_latent": {"steps": 3}}
+    assert cfg["distill"] == {"dm": {"iterations": 7}}  # the shared options are not modified
+
+    class Store:  # just what a cell asks of the store before building a distilled set
+        split, labels, lengths = (lambda *a: [0, 1]), (lambda *a: np.array([0, 1])), (lambda *a: np.array([5, 5]))
+
+    seen = {}
+
+    def capture(source, *a, cfg=None, **kw):
+        seen[source] = cfg
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr("s3prl_dd.distill.make_training_set", capture)
+    ctx = {"cfg": cfg, "generators": {}, "pools": {}}
+    for ds in ("linear", "deep"):
+        cell = {"fold": 1, "seed": 0, "downstream": ds, "arch": None, "variant": None, "source": "dm", "ppc": 1}
+        with pytest.raises(RuntimeError, match="captured"):
+            cells_mod.training_set(cell, ctx, Store(), pooled=ds == "linear")
+        assert seen["dm"] == for_downstream(cfg, ds)["distill"]["dm"]
+    with pytest.raises(UserError, match="per_downstream.deep"):
+        load_pipeline_config(write_cfg(tmp_path, downstreams=["linear", "deep"], per_downstream={"deep": {"lr": 1}}))
+    with pytest.raises(UserError, match="per_downstream.deep.distill"):
+        load_pipeline_config(write_cfg(tmp_path, downstreams=["linear", "deep"],
+                                       per_downstream={"deep": {"distill": {"dmm": {"frames": True}}}}))
 
 
 def test_crash_mid_grid_then_rerun_recomputes_nothing_complete(tmp_path, monkeypatch):

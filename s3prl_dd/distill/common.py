@@ -302,10 +302,6 @@ def check_generator(g, store, fold=None) -> None:
                         "test speakers")
 
 
-def pick_device(device=None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 # ---------------------------------------------------------------------------- configs
 def load_source_config(name: str, path=None, overrides=None, defaults: dict | None = None) -> dict:
     """``downstream_configs/distill/<name>.yaml`` (or ``path``), then ``a.b=v,,c=w`` overrides.

@@ -27,8 +27,8 @@ import torch
 
 from ..gan.data import crop_or_tile
 from ..gan.realdata import step_generator
-from ..utils import UserError
-from .common import TrainingSet, features_nbytes, fold_train, merge, pick_device
+from ..utils import UserError, pick_device
+from .common import TrainingSet, features_nbytes, fold_train, merge
 from .embed import RandomEmbedder
 from .latent import real_batches, random_dm_loss
 from .objectives import distribution_matching_loss

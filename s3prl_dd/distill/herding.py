@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..utils import UserError
+from ..utils import UserError, pick_device
 from .common import (TrainingSet, check_generator, class_noise, fold_train, generate_from_latents,
-                     generator_bytes, merge, pick_device, resolve_generator, resolve_pool)
+                     generator_bytes, merge, resolve_generator, resolve_pool)
 from .embed import PoolEmbedder
 from .objectives import herding_select
 

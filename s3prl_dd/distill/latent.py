@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from ..gan.realdata import step_generator
-from ..utils import UserError
+from ..utils import UserError, pick_device
 from .common import (TrainingSet, check_generator, class_noise, fold_train, generate_from_latents,
-                     generator_bytes, merge, pick_device, resolve_generator, resolve_pool)
+                     generator_bytes, merge, resolve_generator, resolve_pool)
 from .embed import PoolEmbedder, RandomEmbedder, _linear_init
 from .herding import _ids
 from .objectives import distribution_matching_loss, gradient_distance, latent_norm_prior

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from .. import metrics
 from ..runlog import RunLog
-from ..utils import UserError, apply_overrides, config_path, atomic_write_json, load_yaml, save_yaml, seed_everything
+from ..utils import (UserError, apply_overrides, atomic_write_json, config_path, load_yaml, pick_device, save_yaml,
+                     seed_everything)
 from .data import ERData, standardize
 from .model import DEFAULT_MODELRC, ERModel, pad, save_checkpoint
 
@@ -135,7 +136,7 @@ def train_er(train: ERData, dev: ERData | None, test: ERData | None, cfg: dict |
     cfg = cfg or er_config()
     train, dev, test = ERData.coerce(train), ERData.coerce(dev), ERData.coerce(test)
     rn, dr = cfg["runner"], cfg["datarc"]
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(pick_device(device))
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..corpus.audio import audio_info, load_audio
 from ..protocol import SAMPLE_RATE
-from ..utils import UserError, atomic_write_json
+from ..utils import UserError, atomic_write_json, pick_device
 from . import store as st
 from .upstream import downsample_rate, frame_counter, load_upstream, representation_from, select
 
@@ -161,7 +161,7 @@ def extract(corpus_dir, out_dir, upstream: str | torch.nn.Module = "fbank_no_cmv
     new shards (to test resumption). Returns throughput figures of this process."""
     out = Path(out_dir)
     rank, world, local_rank = _dist_env()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(pick_device(device))
     if device == "cuda" and world > 1:
         device = f"cuda:{local_rank}"
     own_dist = _init_dist(world, device)

@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 from .. import utils
 from ..er.data import ERData
-from ..utils import UserError
+from ..utils import UserError, pick_device
 from ..runlog import RunLog
 from . import checkpoint as ck
 from .config import load_pool, prepare
@@ -35,7 +35,7 @@ from .realdata import RealData, ShardedStream, step_generator, teacher_logits
 
 def _dist_env(device):
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)

@@ -132,7 +132,8 @@ def training_set(cell: dict, ctx: dict, store: FeatureStore, pooled: bool):
     from ..distill import make_training_set  # herding, dm, gan_latent, gan_herding
 
     ts = make_training_set(source, store, fold, int(cell["ppc"]), seed, generator=gen_path,
-                           pool=ctx["pools"].get(fold), cfg=ctx["cfg"]["distill"].get(source))
+                           pool=ctx["pools"].get(fold),
+                           cfg=for_downstream(ctx["cfg"], cell["downstream"])["distill"].get(source))
     data = ts.to_erdata()
     return ERData(data.pooled(), data.labels) if pooled else as_sequences(data, length)
 

@@ -36,7 +36,8 @@ DEFAULTS = {
     "downstreams": ["linear"],
     "per_downstream": {},               # a smaller grid for a slow downstream, e.g.
                                         # {deep: {sources: [real, random, gan], budgets: [5, 20], seeds: [0], table3: false}}
-    "distill": {},                      # per-source configs for gan_latent / gan_herding / dm / herding
+                                        # and its own distill options: {deep: {distill: {dm: {frames: true}}}}
+    "distill": {},                      # per-source options for gan_latent / gan_herding / dm (over downstream_configs/distill/)
     # Table 4 (SID privacy probe) from the run's own ER models: s3prl_dd/pipeline/privacy.py
     "probe": {"enabled": False,
               "fold": None,             # None: the first fold
@@ -49,12 +50,16 @@ DEFAULTS = {
 }
 
 
-PER_DOWNSTREAM_KEYS = {"sources", "budgets", "seeds", "folds", "table3", "balance"}
+PER_DOWNSTREAM_KEYS = {"sources", "budgets", "seeds", "folds", "table3", "balance", "distill"}
 
 
 def for_downstream(cfg: dict, ds: str) -> dict:
-    """The grid settings that apply to downstream ``ds``."""
-    return {**cfg, **cfg["per_downstream"].get(ds, {})}
+    """The grid settings that apply to downstream ``ds``. Its ``distill`` options go over the
+    shared ones source by source (e.g. frame-level DM for a model that uses time)."""
+    sub = cfg["per_downstream"].get(ds, {})
+    distill = {s: merge_config(cfg["distill"].get(s, {}), sub.get("distill", {}).get(s))
+               for s in dict.fromkeys([*cfg["distill"], *sub.get("distill", {})])}
+    return {**cfg, **sub, "distill": distill}
 
 
 def load_pipeline_config(path, overrides=None) -> dict:
@@ -88,6 +93,12 @@ def validate(cfg: dict) -> None:
             raise UserError(f"per_downstream.{ds}: a listed downstream with keys from {sorted(PER_DOWNSTREAM_KEYS)}")
         if not set(sub.get("sources", [])) <= set(cfg["sources"]):
             raise UserError(f"per_downstream.{ds}.sources must be a subset of sources")
+    from ..distill.sources import DEFAULTS as OPTIONED  # the sources that take options
+
+    for where, distill in [("distill", cfg["distill"])] + [(f"per_downstream.{d}.distill", sub.get("distill", {}))
+                                                         for d, sub in cfg["per_downstream"].items()]:
+        if set(distill) - set(OPTIONED):
+            raise UserError(f"{where}: options for {sorted(set(distill) - set(OPTIONED))}; only {sorted(OPTIONED)} take options")
     for b in cfg["budgets"]:
         if not (b == "full" or (isinstance(b, int) and b > 0)):
             raise UserError(f"budgets: {b!r} is neither a positive integer nor 'full'")

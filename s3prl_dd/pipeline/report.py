@@ -239,6 +239,9 @@ def write_report(run: Path, cfg: dict, cells: list[dict]) -> dict:
         if "gan" in sub["sources"]:
             md += [f"## Table 2: GAN samples only, {ds} downstream (balanced)", "", *_table2(records, sub, ds), ""]
         md += [f"## Baselines and distillation methods, {ds} downstream", "", *_baselines(records, sub, ds), ""]
+        if any(sub["distill"].values()):  # what the sets of this table were built with, beyond the shipped defaults
+            md += ["Distillation options (over `downstream_configs/distill/*.yaml`): "
+                   + "; ".join(f"{src} {opts}" for src, opts in sub["distill"].items() if opts) + ".", ""]
         md += [f"## Paired differences, {ds} downstream (mean ± std over fold × seed pairs)", "",
                *_differences(records, sub, ds), ""]
         if sub.get("table3"):

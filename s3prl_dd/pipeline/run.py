@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..utils import atomic_write_json, config_path, load_yaml, save_yaml
+from ..utils import atomic_write_json, config_path, load_yaml, pick_device, save_yaml
 from .cells import GAN_SOURCES, cell_key, enumerate_cells, run_cell
 from .config import gan_key, load_pipeline_config, variant_overrides, variants_for
 
 
 def _device(cfg) -> str:
-    return cfg["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
+    return str(pick_device(cfg["device"]))
 
 
 def _guarded(fn, *job):

@@ -12,18 +12,26 @@ MAGIC = -31337.0  # impossible as an audio sample (|x| <= 1), so real audio is n
 FIELDS = ("label", "index", "class_total", "seed", "length")
 
 
-def encode(label: int, index: int, class_total: int, seed: int, length: int, downsample_rate: int) -> np.ndarray:
-    wav = np.zeros(max(length * downsample_rate, len(FIELDS) + 1), dtype=np.float32)
-    wav[0] = MAGIC
-    wav[1: 1 + len(FIELDS)] = (label, index, class_total, seed, length)
+def _pack(magic: float, values: tuple, length: int, downsample_rate: int) -> np.ndarray:
+    wav = np.zeros(max(length * downsample_rate, len(values) + 1), dtype=np.float32)
+    wav[0] = magic
+    wav[1: 1 + len(values)] = values
     return wav
+
+
+def _unpack(wav, magic: float, fields: tuple) -> dict | None:
+    if len(wav) <= len(fields) or float(wav[0]) != magic:
+        return None
+    return {k: int(v) for k, v in zip(fields, wav[1: 1 + len(fields)].tolist())}
+
+
+def encode(label: int, index: int, class_total: int, seed: int, length: int, downsample_rate: int) -> np.ndarray:
+    return _pack(MAGIC, (label, index, class_total, seed, length), length, downsample_rate)
 
 
 def decode(wav) -> dict | None:
     """The request's fields, or None for real audio."""
-    if len(wav) <= len(FIELDS) or float(wav[0]) != MAGIC:
-        return None
-    return {k: int(v) for k, v in zip(FIELDS, wav[1: 1 + len(FIELDS)].tolist())}
+    return _unpack(wav, MAGIC, FIELDS)
 
 
 # ---------------------------------------------------------------------------- store items
@@ -36,17 +44,12 @@ STORE_FIELDS = ("index", "length")
 
 
 def encode_item(index: int, length: int, downsample_rate: int) -> np.ndarray:
-    wav = np.zeros(max(length * downsample_rate, len(STORE_FIELDS) + 1), dtype=np.float32)
-    wav[0] = STORE_MAGIC
-    wav[1: 1 + len(STORE_FIELDS)] = (index, length)
-    return wav
+    return _pack(STORE_MAGIC, (index, length), length, downsample_rate)
 
 
 def decode_item(wav) -> dict | None:
     """The store-item request's fields, or None for anything else (audio, GAN requests)."""
-    if len(wav) <= len(STORE_FIELDS) or float(wav[0]) != STORE_MAGIC:
-        return None
-    return {k: int(v) for k, v in zip(STORE_FIELDS, wav[1: 1 + len(STORE_FIELDS)].tolist())}
+    return _unpack(wav, STORE_MAGIC, STORE_FIELDS)
 
 
 def store_rate(meta: dict) -> int:
