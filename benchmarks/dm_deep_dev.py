@@ -22,9 +22,9 @@ import numpy as np
 
 from s3prl_dd.pipeline.cells import run_cell
 from s3prl_dd.pipeline.config import load_pipeline_config
-from s3prl_dd.utils import UserError, atomic_write_json
+from s3prl_dd.utils import UserError, atomic_write_json, merge_config, pick_device
 
-VARIANTS = {"vectors": {}, "frames": {"frames": True}, "frames_T250": {"frames": True, "frames_T": 250}}
+VARIANTS = {"vectors": {"frames": False}, "frames": {"frames": True}, "frames_T250": {"frames": True, "frames_T": 250}}
 
 
 def main(argv=None) -> dict:
@@ -51,8 +51,11 @@ def main(argv=None) -> dict:
             for ppc in [int(p) for p in a.ppc.split(",")]:
                 if (v, fold, ppc, a.seed) in have:
                     continue
-                ctx = {"cfg": {**cfg, "distill": {**cfg["distill"], "dm": VARIANTS[v]}, "per_downstream": {}},
-                       "store": str(run / "store"), "pools": {}, "generators": {}, "device": "cpu", "run": None}
+                # the run's shared dm options with the variant on top; no per-downstream ones
+                dm = merge_config(cfg["distill"].get("dm", {}), VARIANTS[v])
+                ctx = {"cfg": {**cfg, "distill": {**cfg["distill"], "dm": dm}, "per_downstream": {}},
+                       "store": str(run / "store"), "pools": {}, "generators": {},
+                       "device": str(pick_device(cfg["device"])), "run": None}
                 cell = {"fold": fold, "seed": a.seed, "downstream": "deep", "arch": None, "variant": None,
                         "losses": [], "source": "dm", "ppc": ppc, "balance": "balanced"}
                 r = run_cell(cell, ctx)

@@ -118,7 +118,7 @@ def test_crash_mid_grid_then_rerun_recomputes_nothing_complete(tmp_path, monkeyp
     assert list((out / "cells").glob("*/events.out.tfevents*")), "every cell is a tensorboard run"
 
 
-def test_privacy_stage_table4_and_probe_run(tmp_path):
+def test_privacy_stage_table4_and_probe_run(tmp_path, monkeypatch):
     """Table 4 from the run's own cells; a cell without its checkpoint is rerun to the same
     record; ``s3prl-dd probe --run`` recomputes it for new settings and rewrites the report."""
     import json
@@ -140,6 +140,14 @@ def test_privacy_stage_table4_and_probe_run(tmp_path):
     assert proposed == "fold1-seed0-linear-gan-gan_mlp-div_sml-ppcfull-imbalanced"
     record = json.loads((out / "cells" / f"{proposed}.json").read_text())
     assert (out / "cells" / proposed / f"er-{record['best_step']}.pt").is_file()
+
+    # a finished run with a finished probe is not re-staged on rerun
+    def no_stages(*a):
+        raise AssertionError("stages re-entered")
+
+    monkeypatch.setattr(run_mod, "build_context", no_stages)
+    run_mod.run_pipeline(cfg_path, out=tmp_path / "run")
+    monkeypatch.undo()
 
     # a cell from before per-cell checkpoints: rerun, same record
     real_key = block["cells"]["real"]

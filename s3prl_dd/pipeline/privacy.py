@@ -69,6 +69,15 @@ def ensure_cell_model(cell: dict, ctx: dict) -> Path:
     return ckpt
 
 
+def finished_probe(cfg: dict, run) -> dict | None:
+    """The ``sid_probe`` block already in ``run/sid_probe.json`` for these settings, or None."""
+    done = Path(run) / "sid_probe.json"
+    if not done.is_file():
+        return None
+    block = json.loads(done.read_text())["sid_probe"]
+    return block if block.get("pipeline_probe") == probe_settings(cfg) else None
+
+
 def privacy_stage(cfg: dict, ctx: dict, force: bool = False) -> dict | None:
     """Run Table 4 for the run in ``ctx`` unless ``run/sid_probe.json`` already holds it for the
     same settings. Returns the ``sid_probe`` block (None when the stage is off)."""
@@ -77,12 +86,10 @@ def privacy_stage(cfg: dict, ctx: dict, force: bool = False) -> dict | None:
     if not cfg["probe"].get("enabled"):
         return None
     run = Path(ctx["run"])
+    if not force and (block := finished_probe(cfg, run)) is not None:
+        return block
     p = probe_settings(cfg)
     done = run / "sid_probe.json"
-    if done.is_file() and not force:
-        block = json.loads(done.read_text())["sid_probe"]
-        if block.get("pipeline_probe") == p:
-            return block
     cells = probe_cells(cfg)
     er_models = {row: str(ensure_cell_model(c, ctx)) for row, c in cells.items()}
     gens = {row: ctx["generators"][gan_key(c["arch"], c["variant"], c["fold"])]

@@ -176,9 +176,12 @@ def run_pipeline(config_path, overrides=None, out: str | Path | None = None, rep
             tqdm.write(f"[pipeline] {failed} cell(s) failed; the report covers the rest")
     grid.close()
     if cfg["probe"].get("enabled"):
-        from .privacy import privacy_stage
+        from .privacy import finished_probe, privacy_stage
 
-        privacy_stage(cfg, ctx or build_context(cfg, run))
+        # a finished probe needs no context: building one would re-enter every stage (and spawn
+        # the GAN workers) only to find their outputs on disk
+        if ctx is not None or finished_probe(cfg, run) is None:
+            privacy_stage(cfg, ctx or build_context(cfg, run))
     if report:
         from .report import write_report
 

@@ -146,8 +146,8 @@ def probe_pipeline_run(run_dir, seeds=None, speaker: dict | None = None, memo: d
     cfg["probe"]["enabled"] = True
     if seeds is not None:
         cfg["probe"]["seeds"] = list(seeds)
-    cfg["probe"]["speaker"] = {**cfg["probe"]["speaker"], **(speaker or {})}
-    cfg["probe"]["memo"] = {**cfg["probe"]["memo"], **(memo or {})}
+    cfg["probe"]["speaker"] = merge_config(cfg["probe"]["speaker"], speaker)
+    cfg["probe"]["memo"] = merge_config(cfg["probe"]["memo"], memo)
     validate(cfg)
     block = privacy_stage(cfg, build_context(cfg, run))
     write_report(run, cfg, enumerate_cells(cfg))
