@@ -17,6 +17,10 @@ UPSTREAMS = {
     "synthetic": "s3prl_dd.upstream.synthetic:synthetic",
     "ser_probe": "s3prl_dd.upstream.ser_probe:ser_probe",
     "cached": "s3prl_dd.upstream.cached:cached",  # -k FEATURE_STORE: serves stored features
+    # pretrained encoders whose weights ship in package-index packages (setup.py's [pretrained])
+    "ge2e": "s3prl_dd.upstream.ge2e:ge2e",  # Resemblyzer GE2E: 3 x 256 at 100 Hz
+    "wakehubert": "s3prl_dd.upstream.wakehubert:wakehubert",  # WakeHuBERT-tiny: 8 x 256 at 50 Hz
+    "wakehubert_proj": "s3prl_dd.upstream.wakehubert:wakehubert_proj",  # its 128-d output, 50 Hz
 }
 
 
