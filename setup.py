@@ -53,6 +53,11 @@ setup(
         "tensorboardX",
         "huggingface_hub",
     ],
-    extras_require={"report": ["matplotlib"], "test": ["pytest"]},
+    # "pretrained": the runtimes of -u ge2e / -u wakehubert. The packages holding their weights
+    # (resemblyzer==0.1.4, ovos-ww-plugin-wakeforge==0.3.0) cannot be listed: an extra cannot say
+    # --no-deps, and their dependencies pull a second torch and C builds; scripts/setup.sh
+    # installs them with --no-deps.
+    extras_require={"report": ["matplotlib"], "test": ["pytest"],
+                    "pretrained": ["onnxruntime>=1.16", "onnx>=1.15"]},
     entry_points={"console_scripts": ["s3prl-dd=s3prl_dd.cli:main"]},
 )
