@@ -19,8 +19,9 @@ CONFIG = ROOT / "downstream_configs" / "emotion_distilled.yaml"
 FAST = "config.runner.eval_step=4,,config.runner.save_step=4,,config.runner.log_step=2,,config.runner.gradient_accumulate_steps=1"
 # name: (number of hidden states, width, samples per frame, L -> frames)
 SPEC = {
-    "ge2e": (3, 256, 160, lambda n: 1 + n // 160),  # centred STFT frames, as librosa's
-    "wakehubert": (8, 256, 320, lambda n: n // 320),  # left-padded convs only
+    # both keep s3prl's Featurizer's round(L / hop) frames (ties up)
+    "ge2e": (3, 256, 160, lambda n: (n + 80) // 160),
+    "wakehubert": (8, 256, 320, lambda n: (n + 160) // 320),
 }
 
 
@@ -65,8 +66,9 @@ def test_padded_batch_gives_each_utterance_its_own_frames(upstream):
 def test_causal_a_prefix_gives_the_same_frames(upstream):
     name, up = upstream
     wav = _wavs([32000], seed=2)[0]
-    # GE2E's centred 400-sample window reads 200 samples past a frame's centre
-    lookahead = 2 if name == "ge2e" else 0
+    # GE2E's centred 400-sample window reads 200 samples past a frame's centre; WakeHuBERT's
+    # last frame is completed with zeros
+    lookahead = 2 if name == "ge2e" else 1
     with torch.no_grad():
         full = up([wav])["hidden_states"]
         prefix = up([wav[:16000]])["hidden_states"]

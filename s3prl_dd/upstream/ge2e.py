@@ -9,10 +9,14 @@ normalisation); reflect padding is librosa < 0.10's default, the one Resemblyzer
 with. Resemblyzer's VAD trimming and volume normalisation are utterance-level preprocessing, not
 part of the network, and are left out: they would make a frame depend on the whole utterance.
 
+Frames: an utterance of L samples keeps the first round(L / 160) = (L + 80) // 160 of
+librosa's 1 + L // 160 centred frames (ties rounded up), the count s3prl's Featurizer keeps, so
+the runner on the fly and a feature store see the same frames; the one dropped is the frame
+centred on the last sample, half made of reflected audio.
+
 Causality: the LSTM is causal and the mel of frame t reads samples up to 160 t + 200, so
 a frame depends only on audio up to 12.5 ms after its centre. Each utterance's mel is computed
-on its own samples before padding, so padding a batch changes no valid frame; an utterance of
-L samples has 1 + L // 160 frames (librosa's centred framing)."""
+on its own samples before padding, so padding a batch changes no valid frame."""
 from __future__ import annotations
 
 import numpy as np
@@ -72,13 +76,14 @@ class GE2EUpstream(nn.Module):
         return HOP
 
     def mel(self, wav: torch.Tensor) -> torch.Tensor:
-        """(1 + L // 160, 40) power mel of one utterance."""
+        """((L + 80) // 160, 40) power mel of one utterance (at least one frame)."""
         wav = wav.float()
         # torch's reflect padding needs more samples than the half window; a shorter clip is
         # zero-padded instead (librosa would refuse it)
         mode = "reflect" if wav.numel() > N_FFT // 2 else "constant"
         spec = torch.stft(wav, N_FFT, HOP, N_FFT, self.window, center=True, pad_mode=mode, return_complex=True)
-        return (self.mel_basis @ spec.abs().pow(2)).T
+        frames = max(1, (wav.numel() + HOP // 2) // HOP)
+        return (self.mel_basis @ spec[:, :frames].abs().pow(2)).T
 
     def forward(self, wavs: list[torch.Tensor]) -> dict:
         x = pad_sequence([self.mel(w) for w in wavs], batch_first=True)

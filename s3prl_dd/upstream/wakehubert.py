@@ -8,8 +8,12 @@ Hidden states: the 8 residual blocks' outputs (nodes ``/student/blocks.{i}/Relu_
 among the hidden states, because s3prl's Featurizer stacks hidden states of one width.
 
 Causality: every convolution (mel framing included) is padded on the left only, so frame t
-reads audio up to its own end, and an utterance of L samples has L // 320 frames. Right-padding
-a batch therefore changes no valid frame (checked in tests/test_pretrained_upstreams.py)."""
+reads audio up to its own end, and L samples give L // 320 frames. Right-padding a batch
+therefore changes no valid frame (checked in tests/test_pretrained_upstreams.py). Each
+utterance is given 160 zero samples at its end, so that it has round(L / 320) =
+(L + 160) // 320 frames (ties rounded up), the count s3prl's Featurizer keeps: the runner on the
+fly and a feature store then see the same frames, and batch padding (zeros too) cannot change
+the last one."""
 from __future__ import annotations
 
 import numpy as np
@@ -66,10 +70,10 @@ class WakeHubertUpstream(nn.Module):
 
     def forward(self, wavs: list[torch.Tensor]) -> dict:
         device = wavs[0].device
-        # frames past an item's own L // 320 are padding; s3prl's Featurizer and the store trim them
+        # frames past an item's own (L + 160) // 320 are padding; s3prl's Featurizer and the store trim them
         batch = pad_sequence([w.detach().float().cpu() for w in wavs], batch_first=True)
-        if batch.shape[1] < HOP:  # the graph needs one hop to give a frame
-            batch = torch.nn.functional.pad(batch, (0, HOP - batch.shape[1]))
+        # the half hop of zeros above, and at least one hop so the shortest clip gives a frame
+        batch = torch.nn.functional.pad(batch, (0, max(HOP // 2, HOP - batch.shape[1])))
         out = dict(zip(self.outputs, self.session.run(None, {"waveform": batch.numpy()})))
         hidden = [torch.from_numpy(np.ascontiguousarray(out[n].transpose(0, 2, 1))).to(device) for n in BLOCK_OUTPUTS]
         projection = torch.from_numpy(out["features"]).to(device)
