@@ -282,3 +282,23 @@ def test_benchmark_script_runs_and_resumes(env, tmp_path, capsys):
     assert "vs_random" in r["summary"]["dm"]["2"]
     assert bench.main(args) == 0  # resumes: nothing left to run
     assert "resuming: 7 runs" in capsys.readouterr().out
+
+
+def test_random_and_dm_cells_of_one_seed_share_their_subset(env):
+    """The pipeline builds every cell's set through s3prl_dd.distill: DM with no iterations is its
+    starting point, which must be the very subset the `random` cell of the same seed trains on."""
+    from s3prl_dd.pipeline import cells
+
+    ctx = {"cfg": {"distill": {"dm": {"iterations": 0, "eval_embedders": 2, "embed_width": 8}},
+                   "per_downstream": {}}, "generators": {}, "pools": {}}
+    cell = {"fold": 1, "seed": 3, "downstream": "linear", "arch": None, "variant": None, "gan_seed": None,
+            "ppc": 2, "balance": "balanced"}
+    rand = cells.training_set({**cell, "source": "random"}, ctx, env["store"], pooled=True)
+    dm0 = cells.training_set({**cell, "source": "dm"}, ctx, env["store"], pooled=True)
+    np.testing.assert_allclose(dm0.features, rand.features, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(dm0.labels, rand.labels)
+    other = cells.training_set({**cell, "source": "random", "seed": 4}, ctx, env["store"], pooled=True)
+    assert not np.allclose(other.features, rand.features)
+    # prior-following budgets: per-class counts through the same function
+    imb = cells.training_set({**cell, "source": "random", "balance": "imbalanced", "ppc": 2}, ctx, env["store"], pooled=True)
+    assert len(imb) == 8

@@ -7,9 +7,10 @@ import yaml
 
 from s3prl_dd.er import model as er_model
 from s3prl_dd.er.data import ERData
-from s3prl_dd.er.model import ERModel, load_checkpoint, pad, save_checkpoint
+from s3prl_dd.er.model import ERModel, input_space, load_checkpoint, pad, save_checkpoint
 from s3prl_dd.er.pool import TeacherPool, build_pool, checkpoint_steps
-from s3prl_dd.er.train import CONFIG_PATH, DEFAULT_CONFIG, er_config, microbatch_schedule, train_er, train_er_on_store
+from s3prl_dd.er.train import (CONFIG_PATH, DEFAULT_CONFIG, EarlyStop, er_config, microbatch_schedule, train_er,
+                               train_er_on_store)
 from s3prl_dd.features.store import make_meta, write_store
 from s3prl_dd.protocol import LABELS
 from s3prl_dd.utils import UserError
@@ -130,7 +131,7 @@ def test_without_dev_the_last_step_is_tested():
 def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
     m = ERModel(8)
     path = tmp_path / "er-1.pt"
-    save_checkpoint(m, path, step=1)
+    save_checkpoint(m, path, input_space=input_space(), step=1)
     before = path.read_bytes()
 
     def dying_save(obj, f, *a, **k):
@@ -139,7 +140,7 @@ def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(RuntimeError):
-        save_checkpoint(ERModel(8), path, step=2)
+        save_checkpoint(ERModel(8), path, input_space=input_space(), step=2)
     monkeypatch.undo()
     assert path.read_bytes() == before and load_checkpoint(path)[1]["step"] == 1
     assert not list(tmp_path.glob(".*tmp"))
@@ -204,3 +205,37 @@ def test_train_er_takes_tensor_pairs_from_a_generator():
     for feats in (pooled, frames):
         r = train_er((feats, y), None, test, tiny_cfg())
         assert r["test_uar"] > 0.8
+
+
+def test_early_stop_rule_on_a_toy_curve():
+    """Dev UAR rises to step 300, then plateaus and dips: with patience 200 (evaluations every
+    50 steps) the best is step 300 and the run stops at 500; an equal score is no improvement."""
+    curve = {50: 0.4, 100: 0.5, 150: 0.55, 200: 0.6, 250: 0.6, 300: 0.7, 350: 0.7, 400: 0.65, 450: 0.69,
+             500: 0.7, 550: 0.9}
+    stop = EarlyStop(200)
+    stopped_at = next(s for s in sorted(curve) if (stop.update(s, curve[s]) or True) and stop.done(s))
+    assert (stop.best_step, stopped_at) == (300, 500)
+    never = EarlyStop(None)
+    assert not any((never.update(s, v) or True) and never.done(s) for s, v in curve.items())
+    assert never.best_step == 550
+
+
+def test_train_er_stops_by_patience_and_picks_the_input_space_on_dev(tmp_path):
+    """The converge recipe: the run ends ``patience`` steps after its best dev step (well inside
+    the cap), and under standardize=auto the space with the better dev score is kept, recorded
+    in the result and in the checkpoint."""
+    train, dev, test = blobs(40, seed=0), blobs(16, seed=1), blobs(16, seed=2)
+    stats = (np.full(8, 3.0, np.float32), np.full(8, 0.5, np.float32))
+    cfg = tiny_cfg(**{"runner.total_steps": 5000, "runner.patience": 100, "runner.eval_step": 10,
+                      "datarc.standardize": "auto"})
+    r = train_er(train, dev, test, cfg, stats=stats, out_dir=tmp_path)
+    assert r["stopped"] == "patience" and r["steps"] == r["best_step"] + 100 and r["steps"] < 5000
+    assert set(r["dev_by_space"]) == {"raw", "standardized"}
+    assert r["dev_uar"] == max(r["dev_by_space"].values())
+    assert 0 < r["seconds_to_best"] <= r["train_seconds"]
+    ckpts = list(tmp_path.glob("er-*.pt"))
+    assert [c.name for c in ckpts] == [f"er-{r['best_step']}.pt"]  # one checkpoint: the selected run's
+    _, meta = load_checkpoint(ckpts[0])
+    assert meta["input_space"]["standardized"] == r["standardized"]
+    with pytest.raises(UserError, match="needs the fold's statistics"):
+        train_er(train, dev, test, cfg)

@@ -76,3 +76,20 @@ def test_classification_report_is_json_ready():
     r = metrics.classification_report(np.array(Y_TRUE), np.array(Y_PRED), n_classes=3)
     json.dumps(r)
     assert r["confusion"][0] == [2, 1, 0]
+
+
+def test_paired_test_by_hand():
+    """d = 1..5: mean 3, sd sqrt(2.5), t = 3 / (sqrt(2.5) / sqrt(5)) = 4.2426 on 4 df, two-sided
+    p = 0.013236; 95 % interval 3 ± 2.776445 * 0.707107 = [1.036757, 4.963243]; Wilcoxon exact
+    p = 2 / 2^5 = 0.0625 (all five signs positive)."""
+    r = metrics.paired_test([1, 2, 3, 4, 5], [0, 0, 0, 0, 0])
+    assert r["n"] == 5 and r["mean_diff"] == pytest.approx(3.0)
+    assert r["t"] == pytest.approx(4.242641, abs=1e-6) and r["t_p"] == pytest.approx(0.013236, abs=1e-6)
+    assert (r["ci_low"], r["ci_high"]) == (pytest.approx(1.036757, abs=1e-6), pytest.approx(4.963243, abs=1e-6))
+    assert r["wilcoxon_p"] == pytest.approx(0.0625)
+    # the sign of the difference follows a - b; a constant shift has no spread: p 0 (or 1 if none)
+    assert metrics.paired_test([0, 0, 0], [1, 2, 3])["mean_diff"] == pytest.approx(-2.0)
+    assert metrics.paired_test([2, 3, 4], [1, 2, 3])["t_p"] == 0.0
+    assert metrics.paired_test([1, 2], [1, 2])["t_p"] == 1.0 and metrics.paired_test([1, 2], [1, 2])["wilcoxon_p"] is None
+    with pytest.raises(ValueError):
+        metrics.paired_test([1, 2, 3], [1, 2])

@@ -79,7 +79,8 @@ def test_per_downstream_distill_options_go_over_the_shared_ones(tmp_path, monkey
     monkeypatch.setattr("s3prl_dd.distill.make_training_set", capture)
     ctx = {"cfg": cfg, "generators": {}, "pools": {}}
     for ds in ("linear", "deep"):
-        cell = {"fold": 1, "seed": 0, "downstream": ds, "arch": None, "variant": None, "source": "dm", "ppc": 1}
+        cell = {"fold": 1, "seed": 0, "downstream": ds, "arch": None, "variant": None, "source": "dm", "ppc": 1,
+                "balance": "balanced", "gan_seed": None}
         with pytest.raises(RuntimeError, match="captured"):
             cells_mod.training_set(cell, ctx, Store(), pooled=ds == "linear")
         assert seen["dm"] == for_downstream(cfg, ds)["distill"]["dm"]
@@ -137,7 +138,7 @@ def test_privacy_stage_table4_and_probe_run(tmp_path, monkeypatch):
     assert "Table 4" in (out / "report.md").read_text()
     # the GAN rows' full-size cells are not in this grid: the stage ran them, with their models
     proposed = block["cells"]["proposed"]
-    assert proposed == "fold1-seed0-linear-gan-gan_mlp-div_sml-ppcfull-imbalanced"
+    assert proposed == "fold1-seed0-linear-gan-gan_mlp-div_sml-g0-ppcfull-imbalanced"
     record = json.loads((out / "cells" / f"{proposed}.json").read_text())
     assert (out / "cells" / proposed / f"er-{record['best_step']}.pt").is_file()
 

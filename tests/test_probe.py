@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from s3prl_dd.er.model import ERModel, save_checkpoint
+from s3prl_dd.er.model import ERModel, input_space, save_checkpoint
 from s3prl_dd.features.store import make_meta, write_store
 from s3prl_dd.probe import (SERProjector, check_generator, checkpoint_kind, load_ser_projector, memorization_check,
                             probe_run, speaker_probe, speaker_split)
@@ -59,12 +59,11 @@ def store(tmp_path_factory):
 
 
 def er_ckpt(path, dim, upstream="fbank_no_cmvn", stats=None, seed=0, **meta):
+    """An ER checkpoint trained raw (stats None) or standardised with ``stats``."""
     torch.manual_seed(seed)
     model = ERModel(dim, 4)
     extra = {"representation": REP, "upstream": upstream, "fold": "fold1", **meta}
-    if stats is not None:
-        extra.update(mean=np.asarray(stats[0]).tolist(), std=np.asarray(stats[1]).tolist())
-    save_checkpoint(model, path, **extra)
+    save_checkpoint(model, path, input_space=input_space(stats), **extra)
     return model
 
 
@@ -73,7 +72,7 @@ def test_er_checkpoint_projector_is_the_models_first_layer_and_frozen(store, tmp
     mean, std = store.stats("fold1")
     model = er_ckpt(tmp_path / "er-10.pt", DIM, stats=(mean, std))
     proj = load_ser_projector(tmp_path / "er-10.pt")
-    assert isinstance(proj, SERProjector) and proj.info["source"] == "er" and proj.info["stats_from"] == "checkpoint"
+    assert isinstance(proj, SERProjector) and proj.info["source"] == "er" and proj.info["input_space"] == "standardized"
     x = torch.from_numpy(store.features(0)).unsqueeze(0)
     lengths = torch.tensor([x.shape[1]])
     want = model.embed((x - torch.from_numpy(mean)) / torch.from_numpy(std), lengths)
@@ -88,18 +87,35 @@ def test_er_checkpoint_projector_is_the_models_first_layer_and_frozen(store, tmp
     torch.testing.assert_close(proj(x.mean(1)), proj(x).mean(1), rtol=1e-4, atol=1e-4)
 
 
-def test_er_checkpoint_statistics_lookup(store, tmp_path):
-    er_ckpt(tmp_path / "run" / "er-5.pt", DIM)
-    with pytest.raises(UserError, match="standardised"):
-        load_ser_projector(tmp_path / "run" / "er-5.pt")
+def test_a_checkpoint_is_probed_in_the_space_it_was_trained_in(store, tmp_path):
+    """Trained raw -> probed raw, trained standardised -> probed with its own statistics, whatever
+    statistics a caller has at hand; a checkpoint that does not say is refused."""
     mean, std = store.stats("fold1")
-    assert load_ser_projector(tmp_path / "run" / "er-5.pt", stats=(mean, std)).info["stats_from"] == "given"
-    # a teacher pool's pool.json (one level up, as build_pool lays it out) serves too
-    (tmp_path / "pool.json").write_text(json.dumps({"dim": DIM, "mean": mean.tolist(), "std": std.tolist()}))
-    (tmp_path / "run").rename(tmp_path / "seed0")
-    p = load_ser_projector(tmp_path / "seed0" / "er-5.pt")
-    assert p.info["stats_from"].endswith("pool.json")
-    torch.testing.assert_close(p.mean, torch.from_numpy(mean))
+    x = torch.from_numpy(store.features(0)).unsqueeze(0)
+    lengths = torch.tensor([x.shape[1]])
+    raw_model = er_ckpt(tmp_path / "raw" / "er-5.pt", DIM)
+    raw = load_ser_projector(tmp_path / "raw" / "er-5.pt")
+    assert not raw.standardizes and raw.info["input_space"] == "raw"
+    torch.testing.assert_close(raw(x), raw_model.embed(x, lengths), rtol=1e-5, atol=1e-5)
+    std_model = er_ckpt(tmp_path / "std" / "er-5.pt", DIM, stats=(mean, std))
+    stdp = load_ser_projector(tmp_path / "std" / "er-5.pt")
+    assert stdp.standardizes
+    torch.testing.assert_close(stdp(x), std_model.embed((x - torch.from_numpy(mean)) / torch.from_numpy(std), lengths),
+                               rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(stdp(x), std_model.embed(x, lengths))
+    # statistics from outside can only disagree with the checkpoint: refused, not applied
+    with pytest.raises(UserError, match="records its own input space"):
+        load_ser_projector(tmp_path / "raw" / "er-5.pt", stats=(mean, std))
+    # a checkpoint from before input spaces were recorded
+    old = torch.load(tmp_path / "raw" / "er-5.pt", weights_only=True)
+    del old["meta"]["input_space"]
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.raises(UserError, match="input space"):
+        load_ser_projector(tmp_path / "old.pt")
+    # probe_run applies each row in its own space (no store statistics are forced on it)
+    block = probe_run(store, "fold1", {"real": str(tmp_path / "raw" / "er-5.pt")}, seeds=[0],
+                      cfg={"steps": 5})
+    assert block["rows"][1]["name"] == "real"
 
 
 def runner_ckpt(path, dim, args: dict, featurizer=None, seed=0):
@@ -107,6 +123,7 @@ def runner_ckpt(path, dim, args: dict, featurizer=None, seed=0):
     torch.manual_seed(seed)
     model = ERModel(dim, 4)
     down = {k: v for k, v in model.state_dict().items()}
+    down["input_space_standardized"] = torch.zeros(1)  # what emotion_distilled's expert records
     ns = argparse.Namespace(**{"upstream_feature_selection": "hidden_states", "upstream_layer_selection": None,
                                "upstream_feature_normalize": False, "downstream": "emotion_distilled",
                                "upstream_ckpt": None, **args})
@@ -117,7 +134,7 @@ def runner_ckpt(path, dim, args: dict, featurizer=None, seed=0):
 
 def test_runner_checkpoint_is_detected_and_read(tmp_path):
     model = runner_ckpt(tmp_path / "dev-best.ckpt", DIM, {"upstream": "fbank_no_cmvn"})
-    proj = load_ser_projector(tmp_path / "dev-best.ckpt", stats=(np.zeros(DIM), np.ones(DIM) * 5))
+    proj = load_ser_projector(tmp_path / "dev-best.ckpt")
     assert proj.info["source"] == "runner" and not proj.standardizes  # the runner's expert sees raw features
     assert proj.upstream == "fbank_no_cmvn" and proj.representation == REP
     x = torch.randn(3, DIM)
@@ -219,10 +236,11 @@ def test_within_corpus_probe_and_table(store, tmp_path):
     assert rows["upstream"]["n_speakers"] == 10 and rows["upstream"]["n_train"] == 70
 
     er_ckpt(tmp_path / "real.pt", DIM, seed=1)
-    block = probe_run(store.path, 1, {"real": tmp_path / "real.pt", "blind": speaker_blind(store)}, seeds=[0, 1],
+    blind = load_ser_projector(speaker_blind(store), stats=store.stats("fold1"))  # an in-memory model: say its space
+    block = probe_run(store.path, 1, {"real": tmp_path / "real.pt", "blind": blind}, seeds=[0, 1],
                       out_dir=tmp_path / "out", cfg={"steps": 200, "lr": 1e-2}, memo={"n_per_class": 4})
     assert [r["name"] for r in block["rows"]] == ["upstream", "real", "blind"]
-    assert block["rows"][1]["source"]["stats_from"] == "given"  # the store's fold statistics
+    assert block["rows"][1]["source"]["input_space"] == "raw"  # as er_ckpt trained it, not the store's statistics
     saved = json.loads((tmp_path / "out" / "sid_probe.json").read_text())["sid_probe"]
     assert saved["rows"][0]["acc_mean"] == block["rows"][0]["acc_mean"]
     md = (tmp_path / "out" / "sid_probe.md").read_text()

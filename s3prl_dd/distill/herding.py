@@ -19,6 +19,7 @@ from .common import (TrainingSet, check_generator, class_noise, fold_train, gene
                      generator_bytes, merge, resolve_generator, resolve_pool)
 from .embed import PoolEmbedder
 from .objectives import herding_select
+from .selection import per_class_counts
 
 # downstream_configs/distill/herding.yaml, section gan_herding (a test keeps them equal)
 GAN_HERDING_DEFAULTS = {"candidates_per_point": 50, "space": "standardized", "batch_size": 256,
@@ -35,12 +36,14 @@ def _ids(source, names, labels):
     return out
 
 
-def gan_iid(store, fold, ppc: int, seed: int, generator, device=None) -> TrainingSet:
+def gan_iid(store, fold, ppc: int | None, seed: int, generator, device=None, counts: dict | None = None) -> TrainingSet:
+    """``ppc`` samples of every class, or ``counts`` (class name -> n)."""
     g, gpath = resolve_generator(generator, pick_device(device))
     check_generator(g, store, fold)
     ft = fold_train(store, fold)
-    labels = np.repeat(np.asarray(ft.classes, np.int64), ppc)
-    lat = torch.cat([class_noise(g.noise_dim, c, ppc, seed) for c in ft.classes])
+    want = per_class_counts({c: ft.names[c] for c in ft.classes}, ppc, counts)
+    labels = np.concatenate([np.full(want[c], c, np.int64) for c in ft.classes])
+    lat = torch.cat([class_noise(g.noise_dim, c, want[c], seed) for c in ft.classes])
     feats = generate_from_latents(g, labels, lat)
     return TrainingSet("gan", feats, labels, _ids("gan", ft.names, labels), generator_bytes(g, gpath),
                        {"seed": int(seed), "T": int(g.T)}, lat.numpy(), gpath)

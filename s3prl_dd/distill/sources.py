@@ -48,22 +48,32 @@ def _open_store(store):
     return store
 
 
-def make_training_set(source: str, store, fold, ppc: int, seed: int = 0, *, generator=None, pool=None,
-                      cfg: dict | None = None, progress: bool = False) -> TrainingSet:
+COUNTED = ("random", "kcenter", "herding", "gan")  # sources that also take per-class counts
+
+
+def make_training_set(source: str, store, fold, ppc: int | None, seed: int = 0, *, generator=None, pool=None,
+                      cfg: dict | None = None, progress: bool = False, counts: dict | None = None) -> TrainingSet:
+    """``ppc`` points of every class, or (for the sources in ``COUNTED``) ``counts``: class
+    name -> n, for budgets that follow the real class prior."""
     if source not in SOURCES:
         raise UserError(f"unknown source '{source}'; choose one of {', '.join(SOURCES)}")
-    if int(ppc) < 1:
+    if counts is not None:
+        if source not in COUNTED:
+            raise UserError(f"source '{source}' is built per class (ppc); per-class counts are for {COUNTED}")
+        if ppc is not None:
+            raise UserError("give either ppc or counts")
+    elif ppc is None or int(ppc) < 1:
         raise UserError(f"ppc must be >= 1, got {ppc}")
     if source in NEEDS_GENERATOR and generator is None:
         raise UserError(f"source '{source}' needs a generator (generator.pt of a distill run)")
     if cfg and source not in DEFAULTS:
         raise UserError(f"source '{source}' takes no options, got {sorted(cfg)}")
-    ppc, seed = int(ppc), int(seed)
+    ppc, seed = (int(ppc) if ppc is not None else None), int(seed)
     store = _open_store(store)
     if source in ("random", "herding", "kcenter"):
-        return real_subset(store, fold, ppc, seed, source)
+        return real_subset(store, fold, ppc, seed, source, counts)
     if source == "gan":
-        return gan_iid(store, fold, ppc, seed, generator)
+        return gan_iid(store, fold, ppc, seed, generator, counts=counts)
     if source == "gan_herding":
         return gan_herding(store, fold, ppc, seed, generator, pool, cfg)
     if source == "gan_latent":

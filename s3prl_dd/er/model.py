@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import os
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pad_sequence
@@ -27,7 +28,8 @@ DEFAULT_MODELRC = {
     "DeepModel": {"model_type": "CNNSelfAttention", "hidden_dim": 80, "kernel_size": 5,
                   "padding": 2, "pooling": 5, "dropout": 0.4},
 }
-CKPT_VERSION = 1
+# 2: every checkpoint records its input space (raw or standardised, with which statistics)
+CKPT_VERSION = 2
 
 
 def _s3prl_classes():
@@ -92,15 +94,43 @@ class ERModel(nn.Module):
         return x * lengths_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
 
 
+def input_space(stats=None) -> dict:
+    """The space a model's inputs live in, as checkpoint metadata: raw upstream features, or
+    ``(x - mean) / std`` with the given per-dimension statistics."""
+    if stats is None:
+        return {"standardized": False}
+    mean, std = (np.asarray(s, dtype=np.float32).ravel() for s in stats)
+    if mean.shape != std.shape:
+        raise UserError(f"standardisation mean has {mean.size} dims, std {std.size}")
+    return {"standardized": True, "mean": mean.tolist(), "std": std.tolist()}
+
+
+def input_stats(meta: dict, where: str = "ER checkpoint"):
+    """``(mean, std)`` float32 arrays the model's inputs were standardised with, or None for a
+    model trained on raw features. A checkpoint that does not say is refused: guessing the
+    space is how a probe ends up applying a layer to inputs it never saw."""
+    space = meta.get("input_space")
+    if not isinstance(space, dict) or "standardized" not in space:
+        raise UserError(f"{where} does not record its input space (raw or standardised); it predates "
+                        "s3prl-dd checkpoint version 2: retrain it")
+    if not space["standardized"]:
+        return None
+    mean, std = np.asarray(space["mean"], np.float32), np.asarray(space["std"], np.float32)
+    if mean.shape != (int(meta.get("dim", mean.size)),) or std.shape != mean.shape:
+        raise UserError(f"{where}: input statistics of {mean.size} dims for a {meta.get('dim')}-dim model")
+    return mean, std
+
+
 def model_meta(model: ERModel, **extra) -> dict:
     """Plain-typed metadata, so checkpoints load with ``torch.load(weights_only=True)``."""
     return {"version": CKPT_VERSION, "dim": model.input_dim, "n_classes": model.n_classes,
             "modelrc": copy.deepcopy(model.modelrc), **extra}
 
 
-def save_checkpoint(model: ERModel, path: str | os.PathLike, **meta) -> None:
+def save_checkpoint(model: ERModel, path: str | os.PathLike, *, input_space: dict, **meta) -> None:
+    """``input_space`` (see :func:`input_space`) is required: every consumer applies exactly it."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_torch_save({"state_dict": state, "meta": model_meta(model, **meta)}, path)
+    atomic_torch_save({"state_dict": state, "meta": model_meta(model, input_space=input_space, **meta)}, path)
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[ERModel, dict]:
@@ -113,6 +143,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     if not isinstance(ckpt, dict) or "meta" not in ckpt or "state_dict" not in ckpt:
         raise UserError(f"{path} is not an s3prl-dd ER checkpoint")
     meta = ckpt["meta"]
+    input_stats(meta, f"ER checkpoint {path}")
     model = ERModel(meta["dim"], meta["n_classes"], meta["modelrc"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device), meta

@@ -5,13 +5,14 @@ training give a range of KL targets (the paper's motivation), and several seeds 
 
 Layout of a pool directory::
 
-    pool.json   {"fold", "upstream", "representation", "dim", "n_classes", "mean", "std",
+    pool.json   {"fold", "upstream", "representation", "dim", "n_classes",
                  "checkpoints": [{"path": "seed0/er-20.pt", "seed", "step", "dev_acc", "dev_uar"}],
                  "config": {...}}
     seed0/      the training run of seed 0 (metrics.jsonl, tensorboard, config.yaml, er-*.pt)
 
-Teachers take raw store features: each one standardises with the fold's train statistics
-(``mean``/``std``) before the ER model, exactly as it was trained."""
+Teachers take raw store features and apply the input space their checkpoint records (raw, or
+standardised with the statistics it was trained with). Teachers train a fixed schedule (no
+patience): the pool wants checkpoints from early to late training, not one stopping point."""
 from __future__ import annotations
 
 import json
@@ -23,8 +24,8 @@ import torch
 import torch.nn as nn
 
 from ..features.store import check_compatible
-from ..utils import UserError, atomic_write_json
-from .model import load_checkpoint
+from ..utils import UserError, apply_overrides, atomic_write_json
+from .model import input_stats, load_checkpoint
 from .train import DEFAULT_CONFIG, er_config, train_er_on_store
 
 DEFAULT_POOL = DEFAULT_CONFIG["pool"]
@@ -45,7 +46,9 @@ def checkpoint_steps(first: int, total: int, k: int, spacing: str = "log") -> li
 
 
 class Teacher(nn.Module):
-    """An ER model behind the standardisation it was trained with."""
+    """An ER model behind the input space it was trained in: ``(x - mean) / std``, with
+    mean 0 and std 1 for a model trained on raw features (so the affine algebra of
+    ``distill.embed`` / ``distill.latent`` needs no second case)."""
 
     def __init__(self, model: nn.Module, mean: torch.Tensor, std: torch.Tensor):
         super().__init__()
@@ -65,6 +68,9 @@ def build_pool(store, fold, cfg: dict | None = None, out_dir: str | os.PathLike 
     """Train ``len(seeds)`` ER models on ``store``'s ``fold`` and keep ``checkpoints_per_seed``
     checkpoints of each. Resumes: a seed whose run finished (result.json) is not retrained."""
     cfg = cfg or er_config()
+    if cfg["datarc"].get("standardize") == "auto":  # one space per pool: its teachers are compared
+        raise UserError("the teacher pool needs datarc.standardize true or false, not auto")
+    cfg = apply_overrides(cfg, "runner.patience=None")
     pcfg = {**DEFAULT_POOL, **cfg.get("pool", {})}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -82,13 +88,9 @@ def build_pool(store, fold, cfg: dict | None = None, out_dir: str | os.PathLike 
             _, meta = load_checkpoint(path)
             entries.append({"path": str(path.relative_to(out)), "seed": int(seed), "step": step,
                             "dev_acc": meta.get("dev_acc"), "dev_uar": meta.get("dev_uar")})
-    mean, std = store.stats(fold)
-    if not cfg["datarc"].get("standardize", False):  # the teachers were trained on raw features
-        mean, std = np.zeros_like(mean), np.ones_like(std)
     atomic_write_json({"fold": str(fold), "upstream": store.meta.get("upstream"),
                        "representation": store.representation, "dim": store.dim,
-                       "n_classes": len(store.label_map), "mean": mean.tolist(), "std": std.tolist(),
-                       "checkpoints": entries, "config": cfg}, out / "pool.json")
+                       "n_classes": len(store.label_map), "checkpoints": entries, "config": cfg}, out / "pool.json")
     return out
 
 
@@ -108,14 +110,16 @@ class TeacherPool:
         check_compatible(f"teacher pool {path}", info, expect_dim, expect_representation)
         if not info["checkpoints"]:
             raise UserError(f"teacher pool {path} lists no checkpoints")
-        mean = torch.tensor(info["mean"], dtype=torch.float32)
-        std = torch.tensor(info["std"], dtype=torch.float32)
         teachers = []
         for e in info["checkpoints"]:
             model, meta = load_checkpoint(path / e["path"])
             if int(meta["dim"]) != int(info["dim"]):
                 raise UserError(f"{path / e['path']} is {meta['dim']}-dim, the pool says {info['dim']}")
-            t = Teacher(model, mean.clone(), std.clone()).to(device).eval()
+            stats = input_stats(meta, f"teacher {path / e['path']}")
+            dim = int(meta["dim"])
+            mean, std = ((torch.zeros(dim), torch.ones(dim)) if stats is None
+                         else (torch.from_numpy(stats[0]), torch.from_numpy(stats[1])))
+            t = Teacher(model, mean, std).to(device).eval()
             t.requires_grad_(False)
             teachers.append(t)
         return cls(teachers, info, info["checkpoints"])

@@ -16,16 +16,15 @@ import torch
 from ..er.data import ERData
 from ..er.train import er_config, train_er
 from ..features.store import FeatureStore
-from ..gan.checkpoint import load_generator
-from ..gan.sampler import budget, generate_class
+from ..gan.sampler import budget
 from ..protocol import LABELS
-from .config import DOWNSTREAMS, REAL_SOURCES, VARIANTS, for_downstream, gan_key, variants_for
+from .config import DOWNSTREAMS, REAL_SOURCES, VARIANTS, for_downstream, gan_key, gan_seed_for, variants_for
 
 GAN_SOURCES = {"gan", "gan_latent", "gan_herding"}
 
 
 def cell_key(c: dict) -> str:
-    gan = f"{c['arch']}-{c['variant']}-" if c["source"] in GAN_SOURCES else ""
+    gan = f"{c['arch']}-{c['variant']}-g{c['gan_seed']}-" if c["source"] in GAN_SOURCES else ""
     return f"fold{c['fold']}-seed{c['seed']}-{c['downstream']}-{c['source']}-{gan}ppc{c['ppc']}-{c['balance']}"
 
 
@@ -41,7 +40,8 @@ def enumerate_cells(cfg: dict) -> list[dict]:
         if sub.get("table3"):
             budgets += [(p, b) for p in ("min", "full") for b in ("balanced", "imbalanced") if (p, b) not in budgets]
         for seed in sub["seeds"]:
-            base = {"fold": fold, "seed": seed, "downstream": ds, "arch": None, "variant": None, "losses": []}
+            base = {"fold": fold, "seed": seed, "downstream": ds, "arch": None, "variant": None, "losses": [],
+                    "gan_seed": gan_seed_for(cfg, seed, sub["seeds"])}
             for source in sub["sources"]:
                 cells += _source_cells(base, source, budgets, gans, cfg)
     return cells
@@ -49,7 +49,7 @@ def enumerate_cells(cfg: dict) -> list[dict]:
 
 def _source_cells(base: dict, source: str, budgets: list, gans: list, cfg: dict) -> list[dict]:
     if source == "real":
-        return [{**base, "source": "real", "ppc": "full", "balance": "imbalanced"}]
+        return [{**base, "source": "real", "ppc": "full", "balance": "imbalanced", "gan_seed": None}]
     out = []
     for ppc, bal in budgets:
         if ppc == "full" and source in REAL_SOURCES:
@@ -57,13 +57,13 @@ def _source_cells(base: dict, source: str, budgets: list, gans: list, cfg: dict)
         if (bal == "imbalanced" or ppc in ("min", "full")) and source not in ("random", "gan"):
             continue  # the distillation methods are defined per class (balanced)
         if source not in GAN_SOURCES:
-            out.append({**base, "source": source, "ppc": ppc, "balance": bal})
+            out.append({**base, "source": source, "ppc": ppc, "balance": bal, "gan_seed": None})
             continue
         for arch, variant in gans:
             if source != "gan" and (variant != variants_for(cfg, arch)[-1]
                                     or arch not in (cfg["gan"]["distill_archs"] or [arch])):
                 continue  # latent/herding selection on the most complete GAN of each arch only
-            out.append({**base, "source": source, "arch": arch, "variant": variant,
+            out.append({**base, "source": source, "arch": arch, "variant": variant, "gan_seed": base["gan_seed"],
                         "losses": VARIANTS[variant], "ppc": ppc, "balance": bal})
     return out
 
@@ -85,16 +85,6 @@ def class_counts(ppc, balance: str, real_counts: list[int]) -> dict[str, int]:
     return budget(LABELS, prior, total=total, balance="prior")
 
 
-def _real_subset(store, train_idx, counts: dict, seed: int) -> list[int]:
-    labels = store.labels(train_idx)
-    rng = np.random.default_rng(seed)
-    picked = []
-    for name, n in counts.items():
-        members = np.asarray(train_idx)[labels == LABELS[name]]
-        picked += rng.choice(members, size=min(n, len(members)), replace=False).tolist()
-    return sorted(picked)
-
-
 def as_sequences(data: ERData, length: int) -> ERData:
     """Frame-level items for a model that uses time (DeepModel): an item that is one vector (a
     time mean: GAN-MLP, DM and latent sets) is repeated ``length`` frames, the real median, so
@@ -104,38 +94,29 @@ def as_sequences(data: ERData, length: int) -> ERData:
     return ERData([np.repeat(f, length, 0) if len(f) == 1 else f for f in items], data.labels)
 
 
-def _gan_set(generator_path, counts: dict, seed: int, pooled: bool, length: int) -> ERData:
-    g = load_generator(generator_path)
-    feats, labels = [], []
-    for name, n in counts.items():
-        if n:
-            x = generate_class(g, LABELS[name], n, seed)  # (n, T, D), raw scale
-            feats.append(x.mean(1) if pooled else x)
-            labels += [LABELS[name]] * n
-    x, labels = torch.cat(feats).numpy(), np.asarray(labels)
-    return ERData(x, labels) if pooled else as_sequences(ERData(list(x), labels), length)
+def training_set(cell: dict, ctx: dict, store: FeatureStore, pooled: bool) -> ERData:
+    """The cell's training set, built by ``s3prl_dd.distill`` (the pipeline only orchestrates):
+    random/herding subsets, DM and latent starts from ``select_real`` with the cell's seed, GAN
+    sets from the cell's GAN seed's generator, per-class counts for prior-following budgets."""
+    from ..distill import make_training_set
 
-
-def training_set(cell: dict, ctx: dict, store: FeatureStore, pooled: bool):
     fold, seed, source = f"fold{cell['fold']}", cell["seed"], cell["source"]
     train_idx = store.split(fold, "train")
-    real_counts = np.bincount(store.labels(train_idx), minlength=len(LABELS)).tolist()
     if source == "real":
         return ERData.from_store(store, train_idx, pooled)
-    if source == "random":
-        idx = _real_subset(store, train_idx, class_counts(cell["ppc"], cell["balance"], real_counts), seed)
-        return ERData.from_store(store, idx, pooled)
-    gen_path = ctx["generators"].get(gan_key(cell["arch"], cell["variant"], cell["fold"])) if cell["arch"] else None
-    length = int(np.median(store.lengths(train_idx)))
-    if source == "gan":
-        return _gan_set(gen_path, class_counts(cell["ppc"], cell["balance"], real_counts), seed, pooled, length)
-    from ..distill import make_training_set  # herding, dm, gan_latent, gan_herding
-
-    ts = make_training_set(source, store, fold, int(cell["ppc"]), seed, generator=gen_path,
-                           pool=ctx["pools"].get(fold),
-                           cfg=for_downstream(ctx["cfg"], cell["downstream"])["distill"].get(source))
+    gen_path = (ctx["generators"].get(gan_key(cell["arch"], cell["variant"], cell["fold"], cell["gan_seed"]))
+                if cell["arch"] else None)
+    if isinstance(cell["ppc"], str) or cell["balance"] != "balanced":
+        real_counts = np.bincount(store.labels(train_idx), minlength=len(LABELS)).tolist()
+        size = {"counts": class_counts(cell["ppc"], cell["balance"], real_counts), "ppc": None}
+    else:
+        size = {"ppc": int(cell["ppc"])}
+    ts = make_training_set(source, store, fold, seed=seed, generator=gen_path, pool=ctx["pools"].get(fold),
+                           cfg=for_downstream(ctx["cfg"], cell["downstream"])["distill"].get(source), **size)
     data = ts.to_erdata()
-    return ERData(data.pooled(), data.labels) if pooled else as_sequences(data, length)
+    if pooled:
+        return data if data.is_pooled else ERData(data.pooled(), data.labels)
+    return as_sequences(data, int(np.median(store.lengths(train_idx))))
 
 
 # A worker runs many cells on one store: open it (and pool its time-means) once per process.
@@ -162,7 +143,11 @@ def run_cell(cell: dict, ctx: dict) -> dict:
                  n_classes=len(LABELS), out_dir=out_dir)
     return {**cell, "n_train": len(train), "test_uar": 100 * r["test_uar"], "test_acc": 100 * r["test_acc"],
             "dev_uar": 100 * r["dev_uar"] if r["dev_uar"] is not None else None,
-            # wall time up to the dev-selected step (the paper's "time to train"), and in total
-            "train_seconds": r["train_seconds"] * r["best_step"] / r["steps"], "train_seconds_total": r["train_seconds"],
-            "best_step": r["best_step"], "set_seconds": build_seconds,
-            "predictions": np.asarray(r["predictions"]).tolist(), "test_labels": np.asarray(r["test_labels"]).tolist()}
+            # measured wall time to the end of the dev-selected evaluation (the paper's "time to
+            # train"), and the whole training (both input spaces under standardize: auto)
+            "train_seconds": r["seconds_to_best"], "train_seconds_total": r["train_seconds"],
+            "best_step": r["best_step"], "steps": r["steps"], "stopped": r["stopped"],
+            "standardized": r["standardized"], "set_seconds": build_seconds,
+            # compact, so results.json can carry every cell's predictions for re-checking a test
+            "predictions": "".join(map(str, np.asarray(r["predictions"]).tolist())),
+            "test_labels": "".join(map(str, np.asarray(r["test_labels"]).tolist()))}

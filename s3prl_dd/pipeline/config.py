@@ -18,9 +18,11 @@ DEFAULTS = {
     "workers": 1,                       # parallel processes for GAN training and ER cells
     "folds": [1],
     "seeds": [0],                       # downstream seeds: sampling draw + ER initialisation
-    "gan_seed": 0,                      # one GAN per fold x arch x variant
-    "er": {"profile": "fast", "overrides": None},
-    "deep_er": {"profile": "fast", "overrides": "runner.total_steps=300,,runner.eval_step=50"},
+    "gan_seeds": [0],                   # GANs per fold x arch x variant; downstream seed i uses
+                                        # gan_seeds[i % len]: generator variance is part of the result
+    # every training set is scored with one recipe that trains to convergence (er_cached.yaml)
+    "er": {"profile": "converge", "overrides": None},
+    "deep_er": {"profile": "converge", "overrides": None},
     "pool": {"overrides": None},
     "gan": {"archs": ["gan_mlp"], "variants": ["baseline", "div_sml"],
             "configs": {"gan_mlp": "downstream_configs/gan/gan_mlp_cpu.yaml",
@@ -109,13 +111,19 @@ def validate(cfg: dict) -> None:
         raise UserError(f"probe: unknown keys {sorted(set(cfg['probe']) - set(DEFAULTS['probe']))}")
     if cfg["probe"].get("enabled") and not (cfg["probe"]["budget"] == "full" or isinstance(cfg["probe"]["budget"], int)):
         raise UserError(f"probe.budget: {cfg['probe']['budget']!r} is neither a positive integer nor 'full'")
-    if not cfg["folds"] or not cfg["seeds"]:
-        raise UserError("folds and seeds must not be empty")
+    if not cfg["folds"] or not cfg["seeds"] or not cfg["gan_seeds"]:
+        raise UserError("folds, seeds and gan_seeds must not be empty")
 
 
-def gan_key(arch: str, variant: str, fold) -> str:
+def gan_key(arch: str, variant: str, fold, gan_seed: int) -> str:
     """Name of one GAN of the grid: its directory under run/gans and its key in ctx["generators"]."""
-    return f"{arch}-{variant}-fold{fold}"
+    return f"{arch}-{variant}-fold{fold}-g{gan_seed}"
+
+
+def gan_seed_for(cfg: dict, seed: int, seeds: list) -> int:
+    """The GAN seed whose generator a downstream seed's cells use: one GAN per downstream seed
+    while there are enough, so downstream seeds are not all draws from one generator."""
+    return int(cfg["gan_seeds"][list(seeds).index(seed) % len(cfg["gan_seeds"])])
 
 
 def variants_for(cfg: dict, arch: str) -> list[str]:

@@ -14,26 +14,26 @@ from ..gan.checkpoint import load_generator  # noqa: E402
 from ..gan.sampler import generate_class  # noqa: E402
 from ..protocol import LABELS  # noqa: E402
 from .config import for_downstream, gan_key, variants_for  # noqa: E402
-from .report import _match, _methods  # noqa: E402
+from .records import match, methods, per_fold  # noqa: E402
 
 
 def _uar_vs_budget(run: Path, cfg: dict, records: list[dict], ds: str) -> str:
     budgets = [b for b in cfg["budgets"] if b != "full"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for name, sel in _methods(cfg):
+    for name, sel in methods(cfg):
         means, stds = [], []
-        for b in budgets:
-            v = [r["test_uar"] for r in records if _match(r, **sel, ppc=b, balance="balanced", downstream=ds)]
+        for b in budgets:  # the spread shown is over folds, the unit of the report's tests
+            v = list(per_fold(records, **sel, ppc=b, balance="balanced", downstream=ds).values())
             means.append(np.mean(v) if v else np.nan)
             stds.append(np.std(v, ddof=1) if len(v) > 1 else 0.0)
         ax.errorbar(budgets, means, yerr=stds, capsize=3, marker="o", label=name)
-    real = [r["test_uar"] for r in records if _match(r, source="real", downstream=ds)]
+    real = [r["test_uar"] for r in records if match(r, source="real", downstream=ds)]
     if real:
         ax.axhline(np.mean(real), color="k", ls="--", label="full real")
     ax.set_xscale("log")
     ax.set_xticks(budgets, [str(b) for b in budgets])
     ax.set_xlabel("points per class")
-    ax.set_ylabel("test UAR (%)")
+    ax.set_ylabel("test UAR (%), mean ± std over folds")
     ax.set_title(f"{cfg['name']}: UAR vs budget ({ds} downstream)")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -45,7 +45,8 @@ def _uar_vs_budget(run: Path, cfg: dict, records: list[dict], ds: str) -> str:
 
 def _projection(run: Path, cfg: dict) -> str | None:
     arch = cfg["gan"]["archs"][0]
-    gens = sorted((run / "gans").glob(f"{gan_key(arch, variants_for(cfg, arch)[-1], cfg['folds'][0])}/*/generator.pt"))
+    key = gan_key(arch, variants_for(cfg, arch)[-1], cfg["folds"][0], cfg["gan_seeds"][0])
+    gens = sorted((run / "gans").glob(f"{key}/*/generator.pt"))
     if not gens:
         return None
     store = FeatureStore.open(run / "store")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..utils import UserError, atomic_write_json, atomic_write_text
 from .cells import cell_key, run_cell
-from .config import VARIANTS, gan_key, variants_for
+from .config import VARIANTS, gan_key, gan_seed_for, variants_for
 
 # Table 4's GAN rows and the loss variant each one is
 GAN_ROWS = {"baseline": "baseline", "proposed": "div_sml"}
@@ -37,13 +37,14 @@ def probe_cells(cfg: dict) -> dict[str, dict]:
     """Table 4 row name -> the grid cell whose ER model it probes."""
     p = probe_settings(cfg)
     base = {"fold": p["fold"], "seed": p["er_seed"], "downstream": "linear", "arch": None, "variant": None,
-            "losses": []}
+            "losses": [], "gan_seed": None}
     rows = {"real": {**base, "source": "real", "ppc": "full", "balance": "imbalanced"}}
+    gan_seed = gan_seed_for(cfg, p["er_seed"], cfg["seeds"])
     trained = variants_for(cfg, p["arch"])
     for row, variant in GAN_ROWS.items():
         if variant in trained:
             rows[row] = {**base, "source": "gan", "arch": p["arch"], "variant": variant, "losses": VARIANTS[variant],
-                         "ppc": p["budget"], "balance": p["balance"]}
+                         "ppc": p["budget"], "balance": p["balance"], "gan_seed": gan_seed}
     return rows
 
 
@@ -92,7 +93,7 @@ def privacy_stage(cfg: dict, ctx: dict, force: bool = False) -> dict | None:
     done = run / "sid_probe.json"
     cells = probe_cells(cfg)
     er_models = {row: str(ensure_cell_model(c, ctx)) for row, c in cells.items()}
-    gens = {row: ctx["generators"][gan_key(c["arch"], c["variant"], c["fold"])]
+    gens = {row: ctx["generators"][gan_key(c["arch"], c["variant"], c["fold"], c["gan_seed"])]
             for row, c in cells.items() if c["source"] == "gan"}
     block = probe_run(ctx["store"], f"fold{p['fold']}", er_models, gens, seeds=p["seeds"], out_dir=None,
                       cfg=p.get("speaker") or None, memo=p.get("memo") or None, device=ctx["device"])

@@ -1,42 +1,54 @@
 """results.json and report.md (Tables 1-3 of the paper, baselines, timing, plots) for a run.
 
-Statistics: every table cell is mean ± sample std over fold x seed runs, with n. McNemar's
-exact test pairs two methods' predictions on the same test utterances, pooled over every
-(fold, seed) both have; † marks p < 0.05 against the Baseline GAN, ‡ against +L_SML."""
+Statistics (``records``: the fold is the unit). A table cell is the mean ± sample std over
+folds of each fold's mean over its seeds, n = folds. Comparisons are paired over folds: mean
+difference, 95 % t-interval and the two-sided paired t-test p (``metrics.paired_test``; the
+Wilcoxon signed-rank p is in results.json, but with 5 folds it cannot go below 0.0625);
+† marks p < 0.05 against the same arch's Baseline GAN, ‡ against + L_SML. results.json keeps
+every cell's test predictions and every test behind a mark, so each can be re-checked."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
-
 from .. import metrics
 from ..utils import atomic_write_json, atomic_write_text
-from .cells import GAN_SOURCES, cell_key
 from .config import for_downstream, gan_key, variants_for
+from .records import ROW_NAMES, collect, match, methods, paired_folds, per_fold
 
-ROW_NAMES = {"baseline": "Baseline", "div": "+ L_DIV", "sml": "+ L_SML", "div_sml": "+ L_DIV + L_SML"}
+ALPHA = 0.05
 
 
 def _fmt(values) -> str:
     return metrics.mean_std(values, digits=1) if values else "-"
 
 
-def _match(r: dict, **kw) -> bool:
-    return all(r.get(k) == v for k, v in kw.items())
+def _folds_fmt(records, **sel) -> str:
+    """mean ± std over folds of the fold means, with n = folds."""
+    return _fmt(list(per_fold(records, **sel).values()))
 
 
-def _paired_mcnemar(records, a: dict, b: dict) -> float | None:
-    """McNemar p of method a vs b over every (fold, seed) where both ran."""
-    ra = {(r["fold"], r["seed"]): r for r in records if _match(r, **a)}
-    rb = {(r["fold"], r["seed"]): r for r in records if _match(r, **b)}
-    keys = sorted(set(ra) & set(rb))
-    if not keys:
-        return None
-    y = np.concatenate([ra[k]["test_labels"] for k in keys])
-    pa = np.concatenate([ra[k]["predictions"] for k in keys])
-    pb = np.concatenate([rb[k]["predictions"] for k in keys])
-    return metrics.mcnemar(y, pa, pb)["p_value"]
+class Tests:
+    """Every paired fold-level test the report makes, kept for results.json."""
+
+    def __init__(self):
+        self.rows = []
+
+    def __call__(self, records, what: str, a: dict, b: dict) -> dict | None:
+        folds, va, vb = paired_folds(records, a, b)
+        if len(folds) < 2:
+            return None
+        t = {"what": what, "a": a, "b": b, "folds": folds, "a_fold_uar": va, "b_fold_uar": vb,
+             **metrics.paired_test(va, vb)}
+        self.rows.append(t)
+        return t
+
+
+def _diff_fmt(t: dict | None) -> str:
+    if t is None:
+        return "-"
+    star = " *" if t["t_p"] is not None and t["t_p"] < ALPHA else ""
+    return f"{t['mean_diff']:+.1f} [{t['ci_low']:+.1f}, {t['ci_high']:+.1f}] p={t['t_p']:.3f}{star}"
 
 
 def _storage(run: Path, cfg: dict) -> dict:
@@ -45,7 +57,8 @@ def _storage(run: Path, cfg: dict) -> dict:
     audio = sum((root / m["path"]).stat().st_size for m in _all_meta(corpus))
     store = sum(p.stat().st_size for p in (run / "store").glob("shard-*.npy"))
     gens = {}
-    wanted = {gan_key(a, v, f) for a in cfg["gan"]["archs"] for v in variants_for(cfg, a) for f in cfg["folds"]}
+    wanted = {gan_key(a, v, f, gs) for a in cfg["gan"]["archs"] for v in variants_for(cfg, a) for f in cfg["folds"]
+              for gs in cfg["gan_seeds"]}
     for g in sorted((run / "gans").glob("*/*/generator.pt")):
         if g.parent.parent.name in wanted:  # not a GAN a former config of this run trained
             gens[g.parent.parent.name] = g.stat().st_size
@@ -61,11 +74,12 @@ def _gans(run: Path, cfg: dict) -> list[dict]:
     for a in cfg["gan"]["archs"]:
         for v in variants_for(cfg, a):
             for f in cfg["folds"]:
-                done = sorted((run / "gans" / gan_key(a, v, f)).glob("*/result.json"))
-                if done:
-                    r = json.loads(done[-1].read_text())
-                    out.append({"gan": gan_key(a, v, f), "steps": r["step"], "best_step": r["best_step"],
-                                "best_dev_uar": r["best_dev_uar"], "train_seconds": r["train_seconds"]})
+                for gs in cfg["gan_seeds"]:
+                    done = sorted((run / "gans" / gan_key(a, v, f, gs)).glob("*/result.json"))
+                    if done:
+                        r = json.loads(done[-1].read_text())
+                        out.append({"gan": gan_key(a, v, f, gs), "steps": r["step"], "best_step": r["best_step"],
+                                    "best_dev_uar": r["best_dev_uar"], "train_seconds": r["train_seconds"]})
     return out
 
 
@@ -85,25 +99,12 @@ def _all_meta(corpus: dict) -> list[dict]:
     return list(seen.values())
 
 
-def collect(run: Path, cells: list[dict]) -> list[dict]:
-    records = []
-    for c in cells:
-        p = run / "cells" / f"{cell_key(c)}.json"
-        if p.is_file():
-            records.append(json.loads(p.read_text()))
-    for r in records:
-        if r["source"] == "gan":
-            same = {k: r[k] for k in ("fold", "seed", "downstream", "ppc", "balance", "arch")}
-            for name, variant in (("baseline", "baseline"), ("sml", "sml")):
-                if r["variant"] != variant:
-                    other = [o for o in records if _match(o, source="gan", variant=variant, **same)]
-                    r[f"mcnemar_p_vs_{name}"] = (metrics.mcnemar(r["test_labels"], r["predictions"], other[0]["predictions"])["p_value"]
-                                                 if other else None)
-    return records
+def _budgets(cfg) -> list:
+    return [b for b in cfg["budgets"] if b != "full"]
 
 
-def _table2(records, cfg, ds) -> list[str]:
-    budgets = [b for b in cfg["budgets"] if b != "full"]
+def _table2(records, cfg, ds, tests: Tests) -> list[str]:
+    budgets = _budgets(cfg)
     lines = [f"| Model ({ds}) | " + " | ".join(f"{b} ppc UAR" for b in budgets) + " |",
              "|---|" + "---|" * len(budgets)]
     for arch in cfg["gan"]["archs"]:
@@ -111,72 +112,47 @@ def _table2(records, cfg, ds) -> list[str]:
             row = []
             for b in budgets:
                 sel = dict(source="gan", arch=arch, variant=v, ppc=b, balance="balanced", downstream=ds)
-                vals = [r["test_uar"] for r in records if _match(r, **sel)]
                 mark = ""
                 for ref, sym in (("baseline", "†"), ("sml", "‡")):
                     if v != ref and ref in variants_for(cfg, arch):
-                        p = _paired_mcnemar(records, sel, {**sel, "variant": ref})
-                        mark += sym if p is not None and p < 0.05 else ""
-                row.append(_fmt(vals) + mark)
+                        t = tests(records, f"{arch} {ROW_NAMES[v]} vs {ROW_NAMES[ref]}, {b} ppc, {ds}",
+                                  sel, {**sel, "variant": ref})
+                        mark += sym if t and t["t_p"] is not None and t["t_p"] < ALPHA else ""
+                row.append(_folds_fmt(records, **sel) + mark)
             lines.append(f"| {arch} {ROW_NAMES[v]} | " + " | ".join(row) + " |")
     return lines
 
 
-def _methods(cfg) -> list[tuple[str, dict]]:
-    out = []
-    for s in cfg["sources"]:
-        if s == "real":
-            continue
-        if s in GAN_SOURCES:
-            for a in cfg["gan"]["archs"] if s == "gan" else (cfg["gan"]["distill_archs"] or cfg["gan"]["archs"]):
-                vs = variants_for(cfg, a) if s == "gan" else variants_for(cfg, a)[-1:]
-                out += [(f"{s} {a} {ROW_NAMES[v]}", {"source": s, "arch": a, "variant": v}) for v in vs]
-        else:
-            out.append((s, {"source": s}))
-    return out
-
-
 def _baselines(records, cfg, ds) -> list[str]:
-    budgets = [b for b in cfg["budgets"] if b != "full"]
-    real = [r["test_uar"] for r in records if _match(r, source="real", downstream=ds)]
-    lines = [f"Full real data ({ds}): **{_fmt(real)}** UAR.", "",
-             "| Method | " + " | ".join(f"{b} ppc" for b in budgets) + " | Δ vs random (paired, mean over budgets) |",
-             "|---|" + "---|" * (len(budgets) + 1)]
-    for name, sel in _methods(cfg):
-        row, deltas = [], []
-        for b in budgets:
-            mine = {(r["fold"], r["seed"]): r["test_uar"] for r in records
-                    if _match(r, **sel, ppc=b, balance="balanced", downstream=ds)}
-            rand = {(r["fold"], r["seed"]): r["test_uar"] for r in records
-                    if _match(r, source="random", ppc=b, balance="balanced", downstream=ds)}
-            row.append(_fmt(list(mine.values())))
-            deltas += [mine[k] - rand[k] for k in set(mine) & set(rand)]
-        lines.append(f"| {name} | " + " | ".join(row) + f" | {_fmt(deltas) if sel['source'] != 'random' else '-'} |")
+    budgets = _budgets(cfg)
+    lines = [f"Full real data ({ds}): **{_folds_fmt(records, source='real', downstream=ds)}** UAR.", "",
+             "| Method | " + " | ".join(f"{b} ppc" for b in budgets) + " |",
+             "|---|" + "---|" * len(budgets)]
+    for name, sel in methods(cfg):
+        row = [_folds_fmt(records, **sel, ppc=b, balance="balanced", downstream=ds) for b in budgets]
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
     return lines
 
 
-def _paired(records, a: dict, b: dict) -> list[float]:
-    """a - b test UAR over the (fold, seed) pairs both have."""
-    ua = {(r["fold"], r["seed"]): r["test_uar"] for r in records if _match(r, **a)}
-    ub = {(r["fold"], r["seed"]): r["test_uar"] for r in records if _match(r, **b)}
-    return [ua[k] - ub[k] for k in sorted(set(ua) & set(ub))]
-
-
-def _differences(records, cfg, ds) -> list[str]:
-    """Per-budget paired differences: every method vs random, each GAN's last variant vs its
+def _differences(records, cfg, ds, tests: Tests) -> list[str]:
+    """Per-budget paired differences over folds: every method vs random, each GAN variant vs its
     Baseline, and full real data vs each method (the targets of the issues)."""
-    budgets = [b for b in cfg["budgets"] if b != "full"]
-    lines = ["| Paired Δ UAR (points) | " + " | ".join(f"{b} ppc" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    budgets = _budgets(cfg)
+    lines = ["| Paired Δ UAR over folds: mean [95 % CI] p | " + " | ".join(f"{b} ppc" for b in budgets) + " |",
+             "|---|" + "---|" * len(budgets)]
     real = {"source": "real", "ppc": "full", "balance": "imbalanced", "downstream": ds}
-    for name, sel in _methods(cfg):
+    for name, sel in methods(cfg):
         at = lambda b, **kw: {**sel, "ppc": b, "balance": "balanced", "downstream": ds, **kw}  # noqa: E731
         if sel["source"] != "random":
             lines.append(f"| {name} − random | " + " | ".join(
-                _fmt(_paired(records, at(b), at(b, source="random", arch=None, variant=None))) for b in budgets) + " |")
+                _diff_fmt(tests(records, f"{name} vs random, {b} ppc, {ds}", at(b),
+                                at(b, source="random", arch=None, variant=None))) for b in budgets) + " |")
         if sel["source"] == "gan" and sel["variant"] != "baseline" and "baseline" in variants_for(cfg, sel["arch"]):
             lines.append(f"| {name} − Baseline | " + " | ".join(
-                _fmt(_paired(records, at(b), at(b, variant="baseline"))) for b in budgets) + " |")
-        lines.append(f"| full real − {name} | " + " | ".join(_fmt(_paired(records, real, at(b))) for b in budgets) + " |")
+                _diff_fmt(tests(records, f"{name} vs Baseline, {b} ppc, {ds}", at(b), at(b, variant="baseline")))
+                for b in budgets) + " |")
+        lines.append(f"| full real − {name} | " + " | ".join(
+            _diff_fmt(tests(records, f"full real vs {name}, {b} ppc, {ds}", real, at(b))) for b in budgets) + " |")
     return lines
 
 
@@ -191,42 +167,62 @@ def _table3(records, cfg, ds) -> list[str]:
         vals = []
         for ppc, bal in cols:
             if name == "Real" and ppc == "full":
-                v = [r["test_uar"] for r in records if _match(r, source="real", downstream=ds)] if bal == "imbalanced" else []
+                vals.append(_folds_fmt(records, source="real", downstream=ds) if bal == "imbalanced" else "-")
             else:
-                v = [r["test_uar"] for r in records if _match(r, **sel, ppc=ppc, balance=bal, downstream=ds)]
-            vals.append(_fmt(v))
+                vals.append(_folds_fmt(records, **sel, ppc=ppc, balance=bal, downstream=ds))
         lines.append(f"| {name} | " + " | ".join(vals) + " |")
     return lines
 
 
 def _timing(records, ds) -> list[str]:
-    real = [r["train_seconds"] for r in records if _match(r, source="real", downstream=ds)]
-    lines = ["| Training set | n_train | seconds to the selected step |", "|---|---|---|",
-             f"| real (full) | {_fmt([r['n_train'] for r in records if _match(r, source='real', downstream=ds)])} | {_fmt(real)} |"]
+    """Measured wall time from the first step to the end of the dev-selected evaluation."""
+    lines = ["| Training set | n_train | seconds to the selected step (measured) |", "|---|---|---|"]
+    sel = [r for r in records if match(r, source="real", downstream=ds)]
+    if sel:
+        lines.append(f"| real (full) | {_fmt([r['n_train'] for r in sel])} | {_fmt([r['train_seconds'] for r in sel])} |")
     budgets = {r["ppc"] for r in records if r["source"] == "gan"}
     for ppc in sorted(budgets, key=lambda p: (isinstance(p, str), p if isinstance(p, int) else 0, str(p))):
-        sel = [r for r in records if _match(r, source="gan", ppc=ppc, balance="balanced", downstream=ds)]
+        sel = [r for r in records if match(r, source="gan", ppc=ppc, balance="balanced", downstream=ds)]
         if sel:
             lines.append(f"| GAN {ppc} ppc | {_fmt([r['n_train'] for r in sel])} | {_fmt([r['train_seconds'] for r in sel])} |")
+    return lines
+
+
+def _convergence(records, ds) -> list[str]:
+    """Did every training run stop on its own (dev patience) well before the step cap?"""
+    mine = [r for r in records if r["downstream"] == ds and "stopped" in r]
+    if not mine:
+        return []
+    real = [r for r in mine if r["source"] == "real"]
+    capped = [r for r in mine if r["stopped"] != "patience"]
+    std = sum(bool(r.get("standardized")) for r in mine)
+    lines = [f"{len(mine) - len(capped)} of {len(mine)} runs stopped by dev patience; "
+             f"{len(capped)} reached the step cap; best dev step max {max(r['best_step'] for r in mine)}. "
+             f"Input space chosen on each run's own dev split: standardised in {std}, raw in {len(mine) - std}."]
+    if real:
+        lines.append(f"Full real data: best dev step {_fmt([r['best_step'] for r in real])} of "
+                     f"{_fmt([r['steps'] for r in real])} steps run (stopped: "
+                     f"{', '.join(sorted({r['stopped'] for r in real}))}).")
     return lines
 
 
 def write_report(run: Path, cfg: dict, cells: list[dict]) -> dict:
     records = collect(run, cells)
     storage = _storage(run, cfg) if (run / "corpus" / "corpus.json").is_file() else {}
-    results = {"records": [{k: v for k, v in r.items() if k not in ("predictions", "test_labels")} for r in records],
-               "storage": storage, "gans": _gans(run, cfg), "config": cfg, "n_cells": len(cells),
-               "n_done": len(records)}
+    tests = Tests()
+    results = {"records": records, "storage": storage, "gans": _gans(run, cfg), "config": cfg,
+               "n_cells": len(cells), "n_done": len(records)}
     probe = run / "sid_probe.json"
     if probe.is_file():
         results["sid_probe"] = json.loads(probe.read_text())["sid_probe"]
-    atomic_write_json(results, run / "results.json")
 
-    n = f"{len(cfg['folds'])} fold(s) × {len(cfg['seeds'])} seed(s)"
+    seeds = f"{len(cfg['seeds'])} downstream seed(s)"
     md = [f"# s3prl-dd report: {cfg['name']}", "",
-          f"Corpus {cfg['corpus']}, upstream `{cfg['upstream']}`, folds {cfg['folds']}, seeds {cfg['seeds']}. "
-          f"Every cell: test UAR % (mean ± std over {n}, n given), model selected on the dev split only. "
-          f"{len(records)}/{len(cells)} cells complete.", ""]
+          f"Corpus {cfg['corpus']}, upstream `{cfg['upstream']}`, folds {cfg['folds']}, seeds {cfg['seeds']}, "
+          f"GAN seeds {cfg['gan_seeds']} (downstream seed i uses GAN seed i). Every cell: test UAR %, mean ± std "
+          f"over folds (n = folds) of each fold's mean over {seeds}; every model selected on its fold's dev split "
+          f"only. Comparisons are paired over folds (the independent unit): mean Δ [95 % t-interval], paired "
+          f"t-test p; * / † / ‡ = p < {ALPHA}. {len(records)}/{len(cells)} cells complete.", ""]
     if storage:
         md += ["## Table 1: storage", "", "| Artifact | bytes | reduction vs audio | reduction vs features |", "|---|---|---|---|",
                f"| audio | {storage['audio_bytes']} | - | - |", f"| feature store | {storage['store_bytes']} | - | - |"]
@@ -236,20 +232,22 @@ def write_report(run: Path, cfg: dict, cells: list[dict]) -> dict:
         md += ["## GAN training", "", *_gan_table(results["gans"]), ""]
     for ds in cfg["downstreams"]:
         sub = for_downstream(cfg, ds)
+        md += [f"## Convergence of the ER runs, {ds} downstream", "", *_convergence(records, ds), ""]
         if "gan" in sub["sources"]:
-            md += [f"## Table 2: GAN samples only, {ds} downstream (balanced)", "", *_table2(records, sub, ds), ""]
+            md += [f"## Table 2: GAN samples only, {ds} downstream (balanced)", "", *_table2(records, sub, ds, tests), ""]
         md += [f"## Baselines and distillation methods, {ds} downstream", "", *_baselines(records, sub, ds), ""]
         if any(sub["distill"].values()):  # what the sets of this table were built with, beyond the shipped defaults
             md += ["Distillation options (over `downstream_configs/distill/*.yaml`): "
                    + "; ".join(f"{src} {opts}" for src, opts in sub["distill"].items() if opts) + ".", ""]
-        md += [f"## Paired differences, {ds} downstream (mean ± std over fold × seed pairs)", "",
-               *_differences(records, sub, ds), ""]
+        md += [f"## Paired differences over folds, {ds} downstream", "", *_differences(records, sub, ds, tests), ""]
         if sub.get("table3"):
             md += [f"## Table 3: real vs GAN, balanced vs imbalanced, {ds} downstream", "", *_table3(records, sub, ds), ""]
         md += [f"## Downstream training time, {ds}", "", *_timing(records, ds), ""]
     if "sid_probe" in results:
         md += ["## Table 4: speaker information in the SER models' first layer", "",
                results["sid_probe"]["markdown"], f"ER models: {results['sid_probe'].get('cells')}", ""]
+    results["tests"] = tests.rows
+    atomic_write_json(results, run / "results.json")
     try:
         from .plots import write_plots
 

@@ -77,10 +77,9 @@ def markdown_table(block: dict) -> str:
 def probe_run(store, fold, er_models: dict, generators: dict | None = None, seeds=(0, 1, 2),
               out_dir=None, cfg: dict | None = None, memo: dict | None = None, device="cpu") -> dict:
     """Speaker probe rows (the plain upstream features, then each of ``er_models``: row name ->
-    ER checkpoint path, ``ERModel`` or ``SERProjector``) and the memorisation check of each of
-    ``generators`` (name -> generator.pt or DistilledGenerator). ER models that carry no
-    standardisation statistics get ``store.stats(fold)`` (what ``train_er_on_store`` and the GAN
-    sample trainings use). Returns the ``sid_probe`` block; with ``out_dir`` also writes
+    ER checkpoint path or ``SERProjector``) and the memorisation check of each of ``generators``
+    (name -> generator.pt or DistilledGenerator). Each ER model is applied in the input space its
+    checkpoint records (raw or standardised with its own statistics). Returns the ``sid_probe`` block; with ``out_dir`` also writes
     ``sid_probe.json`` and ``sid_probe.md`` (the Table 4 snippet) there."""
     t0 = time.perf_counter()
     store = store if isinstance(store, FeatureStore) else FeatureStore.open(store)
@@ -89,10 +88,9 @@ def probe_run(store, fold, er_models: dict, generators: dict | None = None, seed
     memo = merge_config(DEFAULT_MEMO, memo, "memorisation-check")
     if UPSTREAM_ROW in er_models:
         raise UserError(f"'{UPSTREAM_ROW}' is the reserved name of the plain-features row")
-    stats = store.stats(fold)
     embedders = {UPSTREAM_ROW: None}
     for name, src in er_models.items():
-        proj = load_ser_projector(src, stats=stats, upstream=None)
+        proj = load_ser_projector(src)
         _check_projector(name, proj, store)
         embedders[name] = proj
     seeds = [int(s) for s in seeds]
@@ -130,42 +128,21 @@ def parse_named(text: str | None, what: str) -> dict:
     return out
 
 
-def probe_pipeline_run(run_dir, seeds=None, speaker: dict | None = None, memo: dict | None = None) -> dict:
-    """Table 4 for a pipeline run directory from its saved config, with the cells' own ER
-    models (s3prl_dd.pipeline.privacy); results.json and report.md are rewritten with it."""
-    from ..pipeline.cells import enumerate_cells
-    from ..pipeline.config import load_pipeline_config, validate
-    from ..pipeline.privacy import privacy_stage
-    from ..pipeline.report import write_report
-    from ..pipeline.run import build_context
-
-    run = Path(run_dir)
-    if not (run / "config.yaml").is_file():
-        raise UserError(f"--run {run}: not a pipeline run directory (no config.yaml)")
-    cfg = load_pipeline_config(run / "config.yaml")
-    cfg["probe"]["enabled"] = True
-    if seeds is not None:
-        cfg["probe"]["seeds"] = list(seeds)
-    cfg["probe"]["speaker"] = merge_config(cfg["probe"]["speaker"], speaker)
-    cfg["probe"]["memo"] = merge_config(cfg["probe"]["memo"], memo)
-    validate(cfg)
-    block = privacy_stage(cfg, build_context(cfg, run))
-    write_report(run, cfg, enumerate_cells(cfg))
-    return block
-
-
-def probe_command(args) -> dict:
-    """Body of ``s3prl-dd probe`` (see cli.py for the flags)."""
-    if getattr(args, "threads", None):
-        torch.set_num_threads(max(1, int(args.threads)))
+def probe_options(args) -> tuple[list | None, dict, dict]:
+    """(seeds, speaker-probe options, memorisation options) from ``s3prl-dd probe``'s flags."""
     seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()] if args.seeds else None
     cfg = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("train_ratio", args.train_ratio)) if v is not None}
     memo = {k: v for k, v in (("n_per_class", args.n_per_class), ("heldout", args.heldout)) if v is not None}
+    return seeds, cfg, memo
+
+
+def probe_command(args) -> dict:
+    """Body of ``s3prl-dd probe --store ...`` (see cli.py for the flags; ``--run`` is the
+    pipeline's: ``s3prl_dd.pipeline.run.probe_pipeline_run``)."""
+    if getattr(args, "threads", None):
+        torch.set_num_threads(max(1, int(args.threads)))
+    seeds, cfg, memo = probe_options(args)
     er, gens = parse_named(args.er, "--er"), parse_named(args.generator, "--generator")
-    if args.run:
-        if args.store or er or gens:
-            raise UserError("--run takes its store, ER models and generators from the run; drop --store/--er/--generator")
-        return probe_pipeline_run(args.run, seeds, cfg, memo)
     if not args.store or not args.fold:
         raise UserError("give --store and --fold (or --run)")
     if not er and not gens:

@@ -9,22 +9,22 @@ time-mean equals the time-mean of the projected frames (the within-corpus probe 
 Sources (``load_ser_projector``), detected from the object or the file's content:
 
 - an s3prl-dd ER checkpoint ``er-<step>.pt`` (``{"state_dict", "meta"}``, ``er/model.py``).
-  Trained on standardised features; the statistics are looked up, in order: ``meta["mean"]`` /
-  ``meta["std"]``; the ``stats`` argument (e.g. ``store.stats(fold)``); ``pool.json`` in the
-  checkpoint's directory or its parent (a teacher pool). A run whose ``config.yaml`` says
-  ``datarc.standardize: false`` needs none. Upstream and representation come from the meta.
+  Its ``meta["input_space"]`` says whether the model was trained on raw or standardised
+  features and with which statistics; exactly that is applied (a checkpoint that does not say
+  is refused). Upstream and representation come from the meta.
 - an s3prl runner checkpoint (``dev-best.ckpt`` of ``-d emotion_distilled``): ``Downstream``
-  holds ``projector.weight/bias``; the expert feeds raw Featurizer output (no standardisation);
+  holds ``projector.weight/bias`` and ``input_space_standardized`` (0: the expert fed raw
+  Featurizer output, the only space it trains in; a checkpoint without it is refused);
   the upstream is ``Args.upstream`` and the representation is the trained Featurizer's softmaxed
   layer weights, ``Args.upstream_layer_selection``, or the single hidden state. A model trained
   with ``-u synthetic -k generator.pt`` is probed on the generator's real upstream and
   representation (read from the generator export).
-- an in-memory ``ERModel`` (with ``stats``) or a teacher (``er.pool.Teacher``, own statistics).
+- an in-memory ``ERModel`` (``stats``: the statistics it was trained with, None = raw) or a
+  teacher (``er.pool.Teacher``, own input space).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from pathlib import Path
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..utils import UserError, load_yaml
+from ..utils import UserError
 
 _RUNNER_KEYS = ("Downstream", "Args")
 
@@ -127,50 +127,16 @@ def checkpoint_kind(obj) -> str:
     return "unknown"
 
 
-def _pool_stats(path: Path, dim: int):
-    """(mean, std) of a teacher pool's pool.json beside or above an ER checkpoint."""
-    for d in (path.parent, path.parent.parent):
-        p = d / "pool.json"
-        if p.is_file():
-            info = json.loads(p.read_text())
-            if int(info.get("dim", -1)) == dim and "mean" in info:
-                return info["mean"], info["std"], str(p)
-    return None
-
-
-def _run_standardizes(path: Path) -> bool:
-    """False only when the ER run's config.yaml says ``datarc.standardize: false``."""
-    cfg = path.parent / "config.yaml"
-    if cfg.is_file():
-        try:
-            return bool(load_yaml(cfg).get("datarc", {}).get("standardize", True))
-        except Exception:
-            return True
-    return True
-
-
-def _er_projector(ckpt: dict, path: Path, stats) -> SERProjector:
-    from ..er.model import ERModel
+def _er_projector(ckpt: dict, path: Path) -> SERProjector:
+    from ..er.model import ERModel, input_stats
 
     meta = ckpt["meta"]
+    stats = input_stats(meta, f"ER checkpoint {path}")
     model = ERModel(meta["dim"], meta["n_classes"], meta["modelrc"])
     model.load_state_dict(ckpt["state_dict"])
     info = {"source": "er", "path": str(path), "fold": meta.get("fold"), "step": meta.get("step"),
-            "seed": meta.get("seed")}
-    if "mean" in meta and "std" in meta:
-        mean, std, info["stats_from"] = meta["mean"], meta["std"], "checkpoint"
-    elif stats is not None:
-        (mean, std), info["stats_from"] = stats, "given"
-    elif (found := _pool_stats(path, int(meta["dim"]))) is not None:
-        mean, std, info["stats_from"] = found
-    elif not _run_standardizes(path):
-        mean = std = None
-        info["stats_from"] = "none (datarc.standardize: false)"
-    else:
-        raise UserError(
-            f"{path}: the ER model was trained on standardised features, but neither the checkpoint, "
-            "a pool.json beside it, nor the caller gives the statistics; pass the store and fold "
-            "(-g with 'store: DIR' and 'fold: foldK' for -u ser_probe)")
+            "seed": meta.get("seed"), "input_space": "standardized" if stats is not None else "raw"}
+    mean, std = stats if stats is not None else (None, None)
     return SERProjector(model.projector, mean, std, upstream=meta.get("upstream"),
                         representation=meta.get("representation"), info=info)
 
@@ -198,6 +164,11 @@ def _runner_projector(state: dict, path: Path, upstream_override: str | None) ->
     if "projector.weight" not in down:
         raise UserError(f"{path}: the runner checkpoint's Downstream has no projector.weight "
                         "(not an emotion / emotion_distilled expert?)")
+    if "input_space_standardized" not in down:
+        raise UserError(f"{path}: the runner checkpoint does not record its input space (it predates "
+                        "emotion_distilled's input_space_standardized); retrain it")
+    if float(down["input_space_standardized"].flatten()[0]) != 0.0:
+        raise UserError(f"{path}: a runner model trained on standardised inputs carries no statistics")
     w, b = down["projector.weight"].float(), down["projector.bias"].float()
     proj = nn.Linear(w.shape[1], w.shape[0])
     proj.load_state_dict({"weight": w, "bias": b})
@@ -205,7 +176,7 @@ def _runner_projector(state: dict, path: Path, upstream_override: str | None) ->
     upstream = getattr(args, "upstream", None)
     rep = runner_representation(state)
     info = {"source": "runner", "path": str(path), "downstream": getattr(args, "downstream", None),
-            "runner_upstream": upstream, "stats_from": "none (the runner feeds raw features)"}
+            "runner_upstream": upstream, "input_space": "raw"}
     if upstream == "synthetic":
         # -u synthetic serves one hidden state: the generator's representation of its real upstream
         gpath = getattr(args, "upstream_ckpt", None)
@@ -247,8 +218,10 @@ def checkpoint_upstream(path) -> str | None:
 def load_ser_projector(source, stats=None, upstream: str | None = None) -> SERProjector:
     """A frozen :class:`SERProjector` from a checkpoint path, an ``ERModel`` or a teacher.
 
-    ``stats``: (mean, std) of the real fold's train frames, for ER checkpoints and models that
-    do not carry their own. ``upstream`` overrides the upstream name the source records."""
+    Checkpoints and teachers carry their input space. ``stats`` is only for an in-memory
+    ``ERModel``: the (mean, std) it was trained with (None: raw features); given with a
+    checkpoint it is an error, as it could only disagree with what the checkpoint says.
+    ``upstream`` overrides the upstream name the source records."""
     from ..er.model import ERModel
 
     if isinstance(source, SERProjector):
@@ -256,18 +229,20 @@ def load_ser_projector(source, stats=None, upstream: str | None = None) -> SERPr
     if isinstance(source, ERModel):
         mean, std = stats if stats is not None else (None, None)
         return SERProjector(source.projector, mean, std, upstream=upstream,
-                            info={"source": "model", "stats_from": "given" if stats is not None else "none"})
+                            info={"source": "model", "input_space": "standardized" if stats is not None else "raw"})
+    if stats is not None:
+        raise UserError("stats are given for a model that records its own input space")
     if isinstance(source, nn.Module) and isinstance(getattr(source, "model", None), ERModel) \
             and getattr(source, "mean", None) is not None:  # er.pool.Teacher
         return SERProjector(source.model.projector, source.mean, source.std, upstream=upstream,
-                            info={"source": "teacher", "stats_from": "teacher"})
+                            info={"source": "teacher", "input_space": "teacher's"})
     if not isinstance(source, (str, os.PathLike)):
         raise UserError(f"cannot use {type(source).__name__} as an SER model (a checkpoint path, "
                         "ERModel or Teacher is expected)")
     path = Path(source)
     obj, kind = _open_checkpoint(path)
     if kind == "er":
-        proj = _er_projector(obj, path, stats)
+        proj = _er_projector(obj, path)
         if upstream:
             proj.upstream = upstream
         return proj

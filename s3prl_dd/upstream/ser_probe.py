@@ -8,19 +8,16 @@ detected from the file (see ``s3prl_dd.probe.ser``). Everything is frozen: no pa
 requires grad, the module stays in eval mode even under ``-f``, and the forward pass runs
 without autograd.
 
-``-g`` (optional) is a YAML file with any of: ``store`` (a feature store directory) and ``fold``
-(default: the checkpoint's) whose train statistics standardise the input, when the ER
-checkpoint does not carry them and has no pool.json beside it; ``upstream`` (an s3prl.hub name)
-to override the upstream the checkpoint records."""
+The checkpoint says in which input space (raw or standardised, with its statistics) the SER
+model was trained, and exactly that is applied. ``-g`` (optional) is a YAML file with
+``upstream`` (an s3prl.hub name) to override the upstream the checkpoint records."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from ..features.upstream import load_upstream, select
-from ..probe.ser import SERProjector, checkpoint_kind, load_ser_projector, read_checkpoint
+from ..probe.ser import SERProjector, load_ser_projector
 from ..utils import UserError, load_yaml
 
 
@@ -28,25 +25,11 @@ def _probe_options(model_config) -> dict:
     if not model_config or str(model_config).lower() == "none":
         return {}
     opts = load_yaml(model_config)
-    unknown = set(opts) - {"store", "fold", "upstream"}
+    unknown = set(opts) - {"upstream"}
     if unknown:
-        raise UserError(f"-g {model_config}: unknown keys {sorted(unknown)} (store, fold, upstream)")
+        raise UserError(f"-g {model_config}: unknown keys {sorted(unknown)} (upstream; the input space "
+                        "comes from the checkpoint)")
     return opts
-
-
-def _stats_from_store(opts: dict, ckpt: str):
-    if "store" not in opts:
-        return None
-    from ..features.store import FeatureStore
-
-    store = FeatureStore.open(opts["store"])
-    fold = opts.get("fold")
-    if fold is None:
-        obj = read_checkpoint(Path(ckpt))
-        fold = obj.get("meta", {}).get("fold") if checkpoint_kind(obj) == "er" else None
-    if fold is None and store.folds:
-        raise UserError(f"-g: give 'fold' (the store {store.path} has {store.fold_names()})")
-    return store.stats(fold)
 
 
 class SERProbeUpstream(nn.Module):
@@ -57,7 +40,7 @@ class SERProbeUpstream(nn.Module):
             if not ckpt:
                 raise UserError("-u ser_probe needs the SER model: -k path/to/er-<step>.pt or dev-best.ckpt")
             opts = _probe_options(model_config)
-            projector = load_ser_projector(ckpt, stats=_stats_from_store(opts, ckpt), upstream=opts.get("upstream"))
+            projector = load_ser_projector(ckpt, upstream=opts.get("upstream"))
         self.ser = projector
         if self.ser.representation is None:
             raise UserError(f"{ckpt}: the SER checkpoint does not record its representation")

@@ -81,6 +81,9 @@ class DownstreamExpert(nn.Module):
         )
         self.objective = nn.CrossEntropyLoss()
         self.register_buffer("best_score", torch.full((1,), -1.0))
+        # Saved with the model in every runner checkpoint: this expert feeds the projector raw
+        # Featurizer output, and whoever reuses the projector (the SID probe) must do the same.
+        self.register_buffer("input_space_standardized", torch.zeros(1))
 
     def _feature_store(self, **kwargs):
         """The FeatureStore to send requests for, or None for audio. ``-u cached -k STORE`` is
