@@ -60,10 +60,16 @@ def _sample(args):
 
 def _pipeline(args):
     from .pipeline import run_pipeline
+    from .pipeline.run import failed_cells
 
     run = run_pipeline(args.config, args.override, out=args.out)
     report = run / "report.md"
     print(report.read_text() if report.is_file() else f"run directory: {run}")
+    failed = failed_cells(run)
+    if failed:  # the report covers the rest, but a script must see that the grid is incomplete
+        print(f"s3prl-dd: {len(failed)} cell(s) failed (see {run / 'cells'}/*.error; a rerun retries them)",
+              file=sys.stderr)
+        raise SystemExit(1)
 
 
 def _distill_set(args):

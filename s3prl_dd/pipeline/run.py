@@ -11,13 +11,16 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ..utils import atomic_write_json, config_path, load_yaml, pick_device, save_yaml
+from ..runlock import run_lock
+from ..utils import atomic_write_json, atomic_write_text, config_path, load_yaml, pick_device, save_yaml
+from ..workers import init_worker
 from .cells import GAN_SOURCES, cell_key, enumerate_cells, run_cell
 from .config import gan_key, load_pipeline_config, variant_overrides, variants_for
 
@@ -51,8 +54,10 @@ def _pool_map(fn, jobs: list, workers: int, desc: str, position: int = 1):
             yield job, fn(*job)
             bar.update()
     else:
-        ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=torch.set_num_threads,
-                                 initargs=(1,))
+        # init_worker ties each worker's life to this process: a SIGKILL of the driver, which runs
+        # no finally, still ends them (s3prl_dd/workers.py)
+        ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=init_worker,
+                                 initargs=(os.getpid(), 1))
         try:
             futures = {ex.submit(fn, *job): job for job in jobs}
             for f in as_completed(futures):
@@ -134,6 +139,15 @@ def build_context(cfg: dict, run: Path) -> dict:
             "run": str(run)}
 
 
+def failed_cells(run: str | Path) -> list[str]:
+    """Keys of the run's grid cells whose last attempt failed (an ``.error`` and no result)."""
+    run = Path(run)
+    if not (run / "config.yaml").is_file():
+        return []
+    keys = [cell_key(c) for c in enumerate_cells(load_pipeline_config(run / "config.yaml"))]
+    return [k for k in keys if (run / "cells" / f"{k}.error").is_file() and not (run / "cells" / f"{k}.json").is_file()]
+
+
 def _sigterm_to_interrupt(*_):
     raise KeyboardInterrupt("terminated")
 
@@ -147,6 +161,12 @@ def run_pipeline(config_path, overrides=None, out: str | Path | None = None, rep
     cfg = load_pipeline_config(config_path, overrides)
     run = Path(out or Path("runs") / cfg["name"])
     run.mkdir(parents=True, exist_ok=True)
+    # one pipeline per run directory: a second one would train the same GANs and write the same cells
+    with run_lock(run, "a pipeline"):
+        return _run_locked(cfg, run, report)
+
+
+def _run_locked(cfg: dict, run: Path, report: bool) -> Path:
     saved = run / "config.yaml"
     if saved.is_file() and load_yaml(saved) != cfg:
         print(f"[pipeline] {saved} differs from the requested config: completed cells are kept; "
@@ -166,7 +186,10 @@ def run_pipeline(config_path, overrides=None, out: str | Path | None = None, rep
             key = cell_key(cell)
             if isinstance(record, CellError):
                 failed += 1
-                (cell_dir / f"{key}.error").write_text(record.trace)
+                try:  # atomic: under a full disk the marker is absent, never an empty file
+                    atomic_write_text(record.trace, cell_dir / f"{key}.error")
+                except OSError as e:
+                    tqdm.write(f"[pipeline] could not write cells/{key}.error: {e}")
                 tqdm.write(f"[pipeline] cell {key} failed: {record.message} (see cells/{key}.error; rerun retries it)")
                 continue
             (cell_dir / f"{key}.error").unlink(missing_ok=True)
