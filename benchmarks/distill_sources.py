@@ -2,7 +2,7 @@
 
 For every fold x source x ppc x seed: build the set with ``s3prl_dd.distill.make_training_set``
 (from the fold's TRAIN part only), train the linear SUPERB ER model on it (``er_config`` profile
-``fast``; model selection on the real fold's DEV part), and score the real TEST part once with
+``converge``; model selection on the real fold's DEV part), and score the real TEST part once with
 the best-dev model. The full real train part is run too, as the reference. Nothing is tuned on
 test: the source options are the shipped defaults (downstream_configs/distill/*.yaml) unless
 ``--set`` says otherwise.
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     p.add_argument("--pool", help="teacher pool dir (one fold) or fold1=P1,... (gan_herding space=pool, gan_latent)")
     p.add_argument("--set", help="source options: dm.iterations=500,,gan_latent.lambda_gm=0 "
                                  "(a tagged source name@tag gets its own: gan_herding@pool.space=pool)")
-    p.add_argument("--profile", default="fast", help="ER config profile")
+    p.add_argument("--profile", default="converge", help="ER config profile")
     p.add_argument("-o", "--override", help="ER config overrides a.b=v,,c=d")
     p.add_argument("--no-full", action="store_true", help="skip the full-train reference")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/distill_sources.json"))

@@ -41,6 +41,21 @@ def test_train_resume_evaluate(corpus, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "test acc:" in r.stdout and "uar:" in r.stdout
 
+    # the runner's own SUPERB ER checkpoints serve as L_SML's teacher pool, as they are
+    import torch
+
+    from s3prl_dd.er.pool import TeacherPool
+
+    pool = TeacherPool.load(tmp_path / "exp", expect_dim=240)
+    ckpts = sorted((tmp_path / "exp").glob("*.ckpt"))
+    assert len(pool) == len(ckpts) and pool.info["fold"] == "fold1" and pool.info["upstream"] == "fbank_no_cmvn"
+    state = torch.load(ckpts[0], map_location="cpu", weights_only=False)["Downstream"]
+    assert torch.equal(pool[0].model.projector.weight, state["projector.weight"])
+    x = torch.randn(3, 240)
+    want = state["model.post_net.linear.weight"] @ (state["projector.weight"] @ x.T + state["projector.bias"][:, None])
+    torch.testing.assert_close(pool[0].forward_pooled(x), (want + state["model.post_net.linear.bias"][:, None]).T)
+    assert TeacherPool.load(",".join(map(str, ckpts[:2]))).info["checkpoints"][1]["path"] == str(ckpts[1])
+
 
 def test_killed_mid_run_then_auto_resume(corpus, tmp_path):
     """SIGKILL while training (after a checkpoint exists), then ``-a`` continues from it."""

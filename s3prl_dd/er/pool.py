@@ -101,10 +101,20 @@ class TeacherPool:
     @classmethod
     def load(cls, path: str | os.PathLike, expect_dim: int | None = None,
              expect_representation: dict | None = None, device="cpu") -> "TeacherPool":
+        """A pool directory of ``build_pool`` (pool.json), or s3prl's own SUPERB ER checkpoints:
+        an experiment directory of ``-d emotion_distilled`` (its ``states-*.ckpt`` and
+        ``dev-best.ckpt``) or comma-separated checkpoint files (see :meth:`from_runner`)."""
+        text = str(path)
+        if "," in text or text.endswith(".ckpt") or (Path(text).is_dir() and not (Path(text) / "pool.json").is_file()
+                                                     and list(Path(text).glob("*.ckpt"))):
+            files = ([Path(p.strip()) for p in text.split(",") if p.strip()] if not Path(text).is_dir()
+                     else sorted(Path(text).glob("*.ckpt")))
+            return cls.from_runner(files, expect_dim, expect_representation, device)
         path = Path(path)
         pfile = path / "pool.json"
         if not pfile.is_file():
-            raise UserError(f"no teacher pool at {path} (pool.json missing); run build_pool first")
+            raise UserError(f"no teacher pool at {path} (pool.json missing); run build_pool first, "
+                            "or give s3prl runner checkpoints (*.ckpt)")
         with open(pfile) as f:
             info = json.load(f)
         check_compatible(f"teacher pool {path}", info, expect_dim, expect_representation)
@@ -123,6 +133,31 @@ class TeacherPool:
             t.requires_grad_(False)
             teachers.append(t)
         return cls(teachers, info, info["checkpoints"])
+
+    @classmethod
+    def from_runner(cls, files: list, expect_dim: int | None = None, expect_representation: dict | None = None,
+                    device="cpu") -> "TeacherPool":
+        """Teachers from SUPERB ER checkpoints of s3prl's runner (``-d emotion_distilled``, any
+        step: ``states-*.ckpt`` from early to late training give L_SML its range of targets).
+        They were trained on raw Featurizer output, which is what a feature store holds."""
+        from .runner_ckpt import runner_er_model
+
+        if not files:
+            raise UserError("no runner checkpoints given for the teacher pool")
+        teachers, entries, seen = [], [], {}
+        for f in files:
+            model, info = runner_er_model(f)
+            for key in ("dim", "upstream", "representation", "fold"):
+                if key in seen and seen[key] != info[key]:
+                    raise UserError(f"runner checkpoints disagree on {key}: {seen[key]} vs {info[key]} ({f})")
+                seen[key] = info[key]
+            t = Teacher(model, torch.zeros(info["dim"]), torch.ones(info["dim"])).to(device).eval()
+            t.requires_grad_(False)
+            teachers.append(t)
+            entries.append({"path": str(f), "step": None, "source": "runner"})
+        pool_info = {**seen, "n_classes": teachers[0].model.n_classes, "checkpoints": entries, "source": "runner"}
+        check_compatible(f"runner teacher pool ({files[0]}...)", pool_info, expect_dim, expect_representation)
+        return cls(teachers, pool_info, entries)
 
     def __len__(self) -> int:
         return len(self.teachers)

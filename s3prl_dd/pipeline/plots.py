@@ -73,6 +73,51 @@ def _projection(run: Path, cfg: dict) -> str | None:
     return "projection.png"
 
 
+def _read_jsonl(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def _gan_curves(run: Path, cfg: dict) -> str | None:
+    """Convergence you can see: each GAN's quick-evaluation dev UAR against step and against
+    training minutes, and its critic's Wasserstein estimate against step; a dot marks the
+    exported (best-dev) step. One colour per loss variant, one line per fold x GAN seed."""
+    logs = sorted((run / "gans").glob("*/*/metrics.jsonl"))
+    if not logs:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    variants = {}
+    for log in logs:
+        name = log.parents[1].name  # <arch>-<variant>-fold<k>-g<seed>
+        arch_variant = name.rsplit("-fold", 1)[0]
+        color = variants.setdefault(arch_variant, f"C{len(variants)}")
+        rows = _read_jsonl(log)
+        ev = [r for r in rows if r.get("split") == "eval" and "dev_uar" in r]
+        tr = [r for r in rows if r.get("split") == "train" and "critic/wasserstein" in r]
+        if ev:
+            steps, uar = [r["step"] for r in ev], [100 * r["dev_uar"] for r in ev]
+            minutes = [r.get("train_seconds", np.nan) / 60 for r in ev]
+            best = int(np.argmax(uar))
+            axes[0].plot(steps, uar, color=color, alpha=0.5, lw=1)
+            axes[0].plot(steps[best], uar[best], "o", color=color, ms=4)
+            axes[1].plot(minutes, uar, color=color, alpha=0.5, lw=1)
+        if tr:
+            axes[2].plot([r["step"] for r in tr], [r["critic/wasserstein"] for r in tr], color=color, alpha=0.4, lw=0.8)
+    for ax, (x, y) in zip(axes, [("generator step", "quick-eval dev UAR (%)"), ("training minutes (wall clock)", "quick-eval dev UAR (%)"),
+                                 ("generator step", "Wasserstein estimate")]):
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+    for av, color in variants.items():
+        axes[0].plot([], [], color=color, label=av)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{cfg['name']}: GAN training (dot: exported step)")
+    fig.tight_layout()
+    fig.savefig(run / "gan_training.png", dpi=110)
+    plt.close(fig)
+    return "gan_training.png"
+
+
 def write_plots(run: Path, cfg: dict, records: list[dict]) -> list[str]:
     md = ["## Figures", ""]
     for ds in cfg["downstreams"]:
@@ -80,4 +125,7 @@ def write_plots(run: Path, cfg: dict, records: list[dict]) -> list[str]:
     proj = _projection(run, cfg)
     if proj:
         md.append(f"![real vs generated]({proj})")
+    curves = _gan_curves(run, cfg)
+    if curves:
+        md.append(f"![GAN training curves]({curves})")
     return md + [""]

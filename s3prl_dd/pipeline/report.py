@@ -35,6 +35,9 @@ class Tests:
         self.rows = []
 
     def __call__(self, records, what: str, a: dict, b: dict) -> dict | None:
+        done = next((t for t in self.rows if t["a"] == a and t["b"] == b), None)
+        if done is not None:  # Table 2's marks and the differences table ask the same question
+            return done
         folds, va, vb = paired_folds(records, a, b)
         if len(folds) < 2:
             return None

@@ -24,7 +24,6 @@ Sources (``load_ser_projector``), detected from the object or the file's content
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from pathlib import Path
@@ -33,9 +32,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..er.runner_ckpt import check_raw_inputs, checkpoint_kind, read_checkpoint, runner_representation
 from ..utils import UserError
 
-_RUNNER_KEYS = ("Downstream", "Args")
 
 
 def _as_tensor(x) -> torch.Tensor | None:
@@ -110,23 +109,6 @@ class SERProjector(nn.Module):
 
 
 # ---------------------------------------------------------------------------- loading
-def read_checkpoint(path: Path):
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"cannot read SER checkpoint {path}: {e}") from None
-
-
-def checkpoint_kind(obj) -> str:
-    """'er' (s3prl-dd ER checkpoint), 'runner' (s3prl runner checkpoint) or 'unknown'."""
-    if isinstance(obj, dict) and "state_dict" in obj and "meta" in obj:
-        return "er"
-    if isinstance(obj, dict) and all(k in obj for k in _RUNNER_KEYS):
-        return "runner"
-    return "unknown"
-
-
 def _er_projector(ckpt: dict, path: Path) -> SERProjector:
     from ..er.model import ERModel, input_stats
 
@@ -141,34 +123,12 @@ def _er_projector(ckpt: dict, path: Path) -> SERProjector:
                         representation=meta.get("representation"), info=info)
 
 
-def runner_representation(state: dict) -> dict:
-    """What s3prl's Featurizer fed the downstream, as a store representation."""
-    args = state.get("Args")
-    get = (lambda k, d=None: getattr(args, k, d)) if args is not None else (lambda k, d=None: d)
-    feat = state.get("Featurizer")
-    if isinstance(feat, dict) and "weights" in feat:
-        w = torch.softmax(feat["weights"].float(), dim=-1).tolist()
-        return {"kind": "featurizer", "weights": w, "normalize": bool(get("upstream_feature_normalize", False))}
-    layer = get("upstream_layer_selection")
-    if isinstance(layer, int):
-        return {"kind": "hidden_state", "layer": layer}
-    selection = get("upstream_feature_selection", "hidden_states")
-    if selection in ("hidden_states", "last_hidden_state", None):
-        return {"kind": "hidden_state", "layer": -1}
-    raise UserError(f"runner checkpoint used -s {selection}: only hidden_states / last_hidden_state "
-                    "can be reproduced by the probe")
-
-
 def _runner_projector(state: dict, path: Path, upstream_override: str | None) -> SERProjector:
     down = state["Downstream"]
     if "projector.weight" not in down:
         raise UserError(f"{path}: the runner checkpoint's Downstream has no projector.weight "
                         "(not an emotion / emotion_distilled expert?)")
-    if "input_space_standardized" not in down:
-        raise UserError(f"{path}: the runner checkpoint does not record its input space (it predates "
-                        "emotion_distilled's input_space_standardized); retrain it")
-    if float(down["input_space_standardized"].flatten()[0]) != 0.0:
-        raise UserError(f"{path}: a runner model trained on standardised inputs carries no statistics")
+    check_raw_inputs(down, path)
     w, b = down["projector.weight"].float(), down["projector.bias"].float()
     proj = nn.Linear(w.shape[1], w.shape[0])
     proj.load_state_dict({"weight": w, "bias": b})
@@ -186,7 +146,9 @@ def _runner_projector(state: dict, path: Path, upstream_override: str | None) ->
                                 "generator is not found; give the real upstream with -g 'upstream: NAME'")
         else:
             try:
-                g = torch.load(gpath, map_location="cpu", weights_only=True)
+                from ..checkpoints import safe_load
+
+                g = safe_load(gpath, ("generator",))
                 upstream, rep = g.get("upstream"), g["representation"]
             except Exception as e:
                 raise UserError(f"{path}: cannot read its generator {gpath}: {e}") from None
@@ -199,7 +161,11 @@ def _runner_projector(state: dict, path: Path, upstream_override: str | None) ->
 def _open_checkpoint(path: Path):
     if not path.is_file():
         raise UserError(f"SER checkpoint not found: {path}")
-    obj = read_checkpoint(path)
+    import argparse
+
+    from ..checkpoints import safe_load
+
+    obj = safe_load(path, ("er", "runner"), safe_globals=[argparse.Namespace])
     return obj, checkpoint_kind(obj)
 
 
