@@ -68,9 +68,10 @@ def build_pool(store, fold, cfg: dict | None = None, out_dir: str | os.PathLike 
     """Train ``len(seeds)`` ER models on ``store``'s ``fold`` and keep ``checkpoints_per_seed``
     checkpoints of each. Resumes: a seed whose run finished (result.json) is not retrained."""
     cfg = cfg or er_config()
-    if cfg["datarc"].get("standardize") == "auto":  # one space per pool: its teachers are compared
-        raise UserError("the teacher pool needs datarc.standardize true or false, not auto")
-    cfg = apply_overrides(cfg, "runner.patience=None")
+    # Fixed schedule, one input space: "auto" (a choice per run) becomes the raw space of s3prl's
+    # runner, so every teacher of a pool sees its inputs the same way.
+    cfg = apply_overrides(cfg, "runner.patience=None" + (",,datarc.standardize=False"
+                                                         if cfg["datarc"].get("standardize") == "auto" else ""))
     pcfg = {**DEFAULT_POOL, **cfg.get("pool", {})}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
