@@ -3,11 +3,15 @@ module; this file only parses arguments and turns UserError into one line on std
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 
-from .errors import UserError
+from .errors import UserError, disk_full_message
+from .runlock import run_lock
+from .utils import check_output_dir
 
 
 def _corpus(args):
@@ -15,6 +19,7 @@ def _corpus(args):
 
     if args.type in ("manifest", "iemocap") and not args.source:
         raise UserError(f"--source is required for a {args.type} corpus")
+    check_output_dir(args.out, "--out")
     if args.type == "voxceleb":
         info = make_builtin_voxceleb(args.out, n_speakers=args.n_speakers, seed=args.seed)
         print(json.dumps(info, indent=1, default=str)[:2000])
@@ -43,8 +48,15 @@ def _distill(args):
 
     if not args.config and not args.resume:
         raise UserError("-c/--config is required (or --resume RUN_DIR)")
-    r = train_gan(args.config, args.store, args.fold, pool_dir=args.pool, out_dir=args.out,
-                  resume=args.resume or False, device=args.device, overrides=args.override)
+    check_output_dir(args.out, "--out")
+    lock = contextlib.nullcontext()
+    if args.resume and os.environ.get("RANK", "0") == "0":  # torchrun: one lock, held by rank 0
+        if not os.path.isdir(args.resume):
+            raise UserError(f"--resume {args.resume}: no such run directory")
+        lock = run_lock(args.resume, "a distill run")
+    with lock:
+        r = train_gan(args.config, args.store, args.fold, pool_dir=args.pool, out_dir=args.out,
+                      resume=args.resume or False, device=args.device, overrides=args.override)
     if "generator" in r:
         print(json.dumps({k: v for k, v in r.items() if k != "trainer"}, indent=1))
 
@@ -52,6 +64,7 @@ def _distill(args):
 def _sample(args):
     from .gan.sampler import sample_to_store
 
+    check_output_dir(args.out, "--out")
     store = sample_to_store(args.generator, args.out, ppc=args.ppc, total=args.total,
                             balance=args.balance, counts=args.counts, seed=args.seed,
                             length=args.length, device=args.device or "cpu")
@@ -62,6 +75,7 @@ def _pipeline(args):
     from .pipeline import run_pipeline
     from .pipeline.run import failed_cells
 
+    check_output_dir(args.out, "--out")
     run = run_pipeline(args.config, args.override, out=args.out)
     report = run / "report.md"
     print(report.read_text() if report.is_file() else f"run directory: {run}")
@@ -75,6 +89,7 @@ def _pipeline(args):
 def _distill_set(args):
     from .distill.sources import distill_set
 
+    check_output_dir(args.out, "--out")
     summary = distill_set(args.store, args.fold, args.source, args.ppc, args.seed, args.out,
                           generator=args.generator, pool=args.pool, config=args.config,
                           overrides=args.override, device=args.device)
@@ -84,6 +99,7 @@ def _distill_set(args):
 def _probe(args):
     from .probe.run import probe_command
 
+    check_output_dir(args.out or args.run, "--out" if args.out else "--run")  # probe writes last: fail first
     block = probe_command(args)
     print(block["markdown"], end="")
 
@@ -177,6 +193,9 @@ PASSTHROUGH = {
     "pool": ("s3prl_dd.er.pool", "the teacher pool: ER checkpoints from early to converged"),
 }
 
+# their output-directory flag, checked here before the stage starts (extract checks its own)
+PASSTHROUGH_OUT = {"train-er": "--runs", "pool": "--out"}
+
 
 def main(argv: list[str] | None = None) -> None:
     import importlib
@@ -185,6 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in PASSTHROUGH:
+            flag = PASSTHROUGH_OUT.get(argv[0])
+            if flag in argv[1:-1]:
+                check_output_dir(argv[argv.index(flag) + 1], flag)
             sys.argv[0] = f"s3prl-dd {argv[0]}"
             return importlib.import_module(PASSTHROUGH[argv[0]][0]).main(argv[1:])
         args = build_parser().parse_args(argv)
@@ -192,6 +214,18 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as e:
         print(f"s3prl-dd: error: {e}", file=sys.stderr)
         raise SystemExit(2)
+    except SystemExit as e:
+        # the stage modules' own CLIs (PASSTHROUGH) end a UserError with SystemExit("error: ...")
+        # (exit status 1): the same one line and exit status 2 as every other command
+        if isinstance(e.code, str):
+            print(f"s3prl-dd: {e.code}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
+    except OSError as e:
+        if disk_full_message(e) is None:
+            raise
+        print(f"s3prl-dd: error: {disk_full_message(e)}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

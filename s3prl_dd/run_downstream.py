@@ -44,6 +44,46 @@ def check_overrides(argv: list[str]) -> None:
             node = node[name]
 
 
+OUR_UPSTREAMS = ("synthetic", "ser_probe", "cached")
+CKPT_SUFFIXES = (".pt", ".ckpt", ".pth", ".onnx", ".bin", ".th")
+
+
+def _runner_checkpoint(flag: str, path: str) -> None:
+    """s3prl torch.loads -e/-i itself, where a bad file is a traceback or torch's paragraph:
+    open it here first, safely, so it is one line naming the flag and the file."""
+    import argparse
+
+    from .checkpoints import not_a, safe_load
+
+    obj = safe_load(path, ("runner",), safe_globals=[argparse.Namespace])
+    if not isinstance(obj, dict) or not {"Args", "Config"} <= set(obj):
+        raise not_a(f"{flag} {path}", ("runner",), "it has no Args/Config of s3prl's runner")
+
+
+def check_paths(argv: list[str]) -> None:
+    """-e (a runner checkpoint or an experiment directory), -i and -k exist and are readable."""
+    past = _value(argv, "-e", "--past_exp")
+    if past:
+        if os.path.isdir(past):
+            import glob
+
+            if not glob.glob(os.path.join(past, "states-*.ckpt")):
+                raise UserError(f"-e {past}: no states-*.ckpt in this directory to resume from")
+        else:
+            _runner_checkpoint("-e", past)
+    init = _value(argv, "-i", "--init_ckpt")
+    if init:
+        _runner_checkpoint("-i", init)
+    ckpt, upstream = _value(argv, "-k", "--upstream_ckpt"), _value(argv, "-u", "--upstream")
+    # -k may also be a URL or a Google Drive id: only what names a local file must exist
+    looks_local = ckpt and "://" not in ckpt and (upstream in OUR_UPSTREAMS or os.sep in ckpt
+                                                   or ckpt.endswith(CKPT_SUFFIXES))
+    if looks_local and not os.path.exists(ckpt):
+        raise UserError(f"-k {ckpt}: file not found")
+    if looks_local and not os.access(ckpt, os.R_OK):
+        raise UserError(f"-k {ckpt}: permission denied (cannot read it)")
+
+
 def translate_args(argv: list[str]) -> list[str]:
     import torch
 
@@ -60,14 +100,23 @@ def translate_args(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        check_overrides(argv)
-        argv = translate_args(argv)
+        if "-h" not in argv and "--help" not in argv:  # help needs none of the checks: s3prl prints it
+            check_overrides(argv)
+            check_paths(argv)
+            argv = translate_args(argv)
         from s3prl import run_downstream
 
         sys.argv = ["run_downstream.py", *argv]
         run_downstream.main()
     except UserError as e:
         print(f"s3prl-dd: error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    except OSError as e:
+        from .errors import disk_full_message
+
+        if disk_full_message(e) is None:
+            raise
+        print(f"s3prl-dd: error: {disk_full_message(e)}", file=sys.stderr)
         raise SystemExit(2)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import errno
 import json
 import os
 import random
@@ -54,9 +55,11 @@ def _atomic_write(path: str | os.PathLike, write_fn, mode: str = "wb") -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) and not e.filename:
+            raise OSError(e.errno, e.strerror, str(path)) from None  # say which file did not fit
         raise
     return path
 
@@ -85,8 +88,15 @@ def load_yaml(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
-    with open(path) as f:
-        cfg = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            cfg = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"config {path}: YAML syntax error{where}: {getattr(e, 'problem', None) or e}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"config {path} is not a text (YAML) file") from None
     if not isinstance(cfg, dict):
         raise UserError(f"config {path} must hold a mapping at the top level")
     return cfg
@@ -163,6 +173,25 @@ def config_path(relative: str | os.PathLike) -> Path:
         if base.joinpath(*tail).exists():
             return base.joinpath(*tail)
     raise UserError(f"config not found: {relative}")
+
+
+def check_output_dir(path: str | os.PathLike | None, what: str = "output") -> None:
+    """Refuse, before any work, an output directory that is a file or lies under one (else the
+    command fails at its first or, worse, its last write with a traceback)."""
+    if path is None:
+        return
+    p = Path(path).absolute()
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{what} {path} is a file, not a directory")
+    if p.is_dir():
+        return
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{what} {path} lies under {parent}, which is a file")
+            if not os.access(parent, os.W_OK):
+                raise UserError(f"{what} {path}: {parent} is not writable")
+            break
 
 
 def save_yaml(obj: dict, path: str | os.PathLike) -> Path:

@@ -165,7 +165,7 @@ def test_missing_unreadable_and_empty_audio(tmp_path):
     (tmp_path / "r/Actor_02/03-01-01-02.wav").unlink()
     with pytest.raises(UserError, match="manifest.csv line 9: audio file not found: .*03-01-01-02.wav"):
         import_manifest(csv, tmp_path / "out")
-    write_wav(tmp_path / "r/Actor_02/03-01-01-02.wav", 100)
+    write_wav(tmp_path / "r/Actor_02/03-01-01-02.wav", 4800)
     (tmp_path / "r/Actor_03/03-01-02-03.wav").write_bytes(b"garbage" * 20)
     with pytest.raises(UserError, match="cannot read audio file .*03-01-02-03.wav"):
         import_manifest(csv, tmp_path / "out")

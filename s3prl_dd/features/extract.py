@@ -48,6 +48,49 @@ def read_corpus(corpus_dir: str | os.PathLike) -> tuple[Path, list[dict], dict, 
     return Path(corpus["root"]), list(items.values()), folds, dict(corpus["labels"])
 
 
+def corpus_fingerprint(items: list[dict], folds: dict) -> str:
+    """A hash of what the corpus is (its utterances, labels, speakers, sessions and folds), so
+    that a store can tell whether it was extracted from the corpus it is asked about."""
+    import hashlib
+
+    rows = sorted((it["id"], it["label"], str(it.get("speaker")), str(it.get("session"))) for it in items)
+    text = json.dumps({"items": rows, "folds": folds}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _what(meta: dict) -> str:
+    return f"upstream '{meta.get('upstream')}', {st.describe_representation(meta.get('representation', {}))}"
+
+
+FORCE = "extract into a new directory, or add --force to rebuild it"
+
+
+def check_existing(out: Path, upstream_name: str, rep: dict, fingerprint: str, corpus_dir, remedy: str = FORCE) -> bool:
+    """True when the complete store at ``out`` holds what is asked for (nothing to do); a store
+    of another upstream, representation or corpus -> one-line UserError (``--force`` rebuilds)."""
+    old = json.loads((out / "meta.json").read_text())
+    want = {"upstream": upstream_name, "representation": rep}
+    if old.get("upstream") != upstream_name or not st.same_representation(old.get("representation", {}), rep):
+        raise UserError(f"store {out} holds {_what(old)}, but {_what(want)} is asked for; {remedy}")
+    same_corpus = (old["corpus_fingerprint"] == fingerprint if "corpus_fingerprint" in old
+                   else old.get("corpus") == str(Path(corpus_dir).resolve()))
+    if not same_corpus:
+        raise UserError(f"store {out} was extracted from another corpus ({old.get('corpus')}) than "
+                        f"{corpus_dir}; {remedy}")
+    return True
+
+
+STORE_FILES = ("meta.json", "plan.json", "index.json", "folds.json", "stats.json", "throughput.json")
+
+
+def clear_store(out: Path) -> None:
+    """Delete a store's own files (never anything else a user keeps in the directory)."""
+    for name in STORE_FILES:
+        (out / name).unlink(missing_ok=True)
+    for p in [*out.glob("shard-*.npy"), *out.glob("shard-*.done"), *out.glob(".*.tmp")]:
+        p.unlink(missing_ok=True)
+
+
 def n_samples_16k(path: Path) -> int:
     sr, _, frames = audio_info(path)
     return int(np.ceil(frames * SAMPLE_RATE / sr))
@@ -76,6 +119,12 @@ def length_batches(lengths: list[int], batch_size: int, max_batch_seconds: float
             cur = []
         cur.append(i)
     return batches + ([cur] if cur else [])
+
+
+def check_finite(feats: torch.Tensor, path: Path, upstream: str) -> None:
+    if not torch.isfinite(feats).all():
+        raise UserError(f"upstream '{upstream}' gave non-finite features (NaN or inf) for {path}; "
+                        "check that file, or run without --amp / --fp16")
 
 
 class _Audio(Dataset):
@@ -118,8 +167,9 @@ def _check_resume(out: Path, meta: dict, plan: dict) -> None:
             continue
         with open(p) as f:
             old = json.load(f)
-        keys = ["upstream", "representation", "dim", "dtype", "shard_size"] if name == "meta.json" else ["shards"]
-        diff = [k for k in keys if old.get(k) != new.get(k)]
+        keys = (["upstream", "representation", "dim", "dtype", "shard_size", "corpus_fingerprint"]
+                if name == "meta.json" else ["shards"])
+        diff = [k for k in keys if old.get(k) != new.get(k) and (k in old or k != "corpus_fingerprint")]
         if diff:
             raise UserError(f"{out} holds an extraction with different {', '.join(diff)}; "
                             "use a new output directory or delete it")
@@ -127,22 +177,23 @@ def _check_resume(out: Path, meta: dict, plan: dict) -> None:
 
 @torch.no_grad()
 def _extract_shard(upstream, rep, ds_rate, count, root, items, device, batch_size, max_batch_seconds,
-                   num_workers, amp, pbar) -> list[np.ndarray]:
+                   num_workers, amp, pbar, name="upstream") -> list[np.ndarray]:
     lengths = [it["n_samples"] for it in items]
+    batches = length_batches(lengths, batch_size, max_batch_seconds)
     loader = DataLoader(_Audio(root, items), num_workers=num_workers, collate_fn=list,
-                        batch_sampler=length_batches(lengths, batch_size, max_batch_seconds),
-                        pin_memory=device.startswith("cuda"))
+                        batch_sampler=batches, pin_memory=device.startswith("cuda"))
     out = []
-    for wavs in loader:
+    for batch, wavs in zip(batches, loader):
         wavs = [w.to(device, non_blocking=True) for w in wavs]
         with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
             feats = select(upstream(wavs)["hidden_states"], rep)
         feats = feats.float().cpu()
-        for w, f in zip(wavs, feats):
+        for i, w, f in zip(batch, wavs, feats):
             # the utterance's own frames when the front end's rule is known (frame_counter),
             # else s3prl's Featurizer.tolist rule round(samples / downsample rate)
             n = count(len(w)) if count else max(1, round(len(w) / ds_rate))
             n = min(n, f.shape[0])
+            check_finite(f[:n], root / items[i]["path"], name)
             out.append(f[:n].numpy())
         pbar.update(len(wavs))
     return out
@@ -152,13 +203,14 @@ def extract(corpus_dir, out_dir, upstream: str | torch.nn.Module = "fbank_no_cmv
             featurizer: str | os.PathLike | None = None, device: str | None = None, fp16: bool = False,
             shard_size: int = 256, batch_size: int = 8, max_batch_seconds: float | None = None,
             num_workers: int = 0, amp: bool = False, upstream_name: str | None = None,
-            progress: bool = True, max_shards: int | None = None) -> dict:
+            progress: bool = True, max_shards: int | None = None, force: bool = False) -> dict:
     """Extract ``upstream`` over every utterance of the imported corpus at ``corpus_dir`` into a
     store at ``out_dir``; resume if it is partly there. ``upstream`` is an s3prl.hub name or an
     already built s3prl upstream module (then ``upstream_name`` names it in meta.json).
     ``featurizer`` (a runner checkpoint) overrides ``layer``. ``fp16`` stores float16.
     ``amp`` runs the upstream under bf16 autocast (CUDA). ``max_shards`` stops after that many
-    new shards (to test resumption). Returns throughput figures of this process."""
+    new shards (to test resumption). A complete store of another upstream, representation or
+    corpus is refused, or with ``force`` rebuilt. Returns throughput figures of this process."""
     out = Path(out_dir)
     rank, world, local_rank = _dist_env()
     device = str(pick_device(device))
@@ -168,18 +220,27 @@ def extract(corpus_dir, out_dir, upstream: str | torch.nn.Module = "fbank_no_cmv
     try:
         return _extract(out, corpus_dir, upstream, layer, featurizer, device, fp16, shard_size,
                         batch_size, max_batch_seconds, num_workers, amp, upstream_name, progress,
-                        max_shards, rank, world)
+                        max_shards, rank, world, force)
     finally:
         if own_dist:
             torch.distributed.destroy_process_group()
 
 
 def _extract(out, corpus_dir, upstream, layer, featurizer, device, fp16, shard_size, batch_size,
-             max_batch_seconds, num_workers, amp, upstream_name, progress, max_shards, rank, world):
-    if (out / "index.json").is_file():
-        return {"skipped": True, "n_processed": 0, "store": str(out)}
+             max_batch_seconds, num_workers, amp, upstream_name, progress, max_shards, rank, world,
+             force=False):
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output {out} is a file, not a directory")
     root, items, folds, labels = read_corpus(corpus_dir)
     rep = representation_from(layer, featurizer)
+    fingerprint = corpus_fingerprint(items, folds)
+    name = upstream if isinstance(upstream, str) else (upstream_name or type(upstream).__name__)
+    if (out / "index.json").is_file() and (out / "meta.json").is_file():
+        if not force and check_existing(out, name, rep, fingerprint, corpus_dir):
+            return {"skipped": True, "n_processed": 0, "store": str(out)}
+    if force and rank == 0:
+        clear_store(out)
+    _barrier(world)
     if isinstance(upstream, str):
         upstream_name, upstream = upstream, load_upstream(upstream)
     upstream = upstream.to(device).eval()
@@ -196,7 +257,8 @@ def _extract(out, corpus_dir, upstream, layer, featurizer, device, fp16, shard_s
     meta = st.make_meta(upstream_name or type(upstream).__name__, rep, probe.shape[-1],
                         "float16" if fp16 else "float32", ds_rate, labels=labels, shard_size=shard_size,
                         frame_rule="own_frames" if count else "s3prl_round",
-                        audio_root=str(root), corpus=str(Path(corpus_dir).resolve()))
+                        audio_root=str(root), corpus=str(Path(corpus_dir).resolve()),
+                        corpus_fingerprint=fingerprint)
     _check_resume(out, meta, plan)
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
@@ -219,7 +281,7 @@ def _extract(out, corpus_dir, upstream, layer, featurizer, device, fp16, shard_s
     t0 = time.perf_counter()
     for k, shard_items in zip(todo, todo_items):
         arrays = _extract_shard(upstream, rep, ds_rate, count, root, shard_items, device, batch_size,
-                                max_batch_seconds, num_workers, amp, pbar)
+                                max_batch_seconds, num_workers, amp, pbar, meta["upstream"])
         st.write_shard(out, k, shard_items, arrays, meta["dtype"])
     wall = time.perf_counter() - t0
     pbar.close()
@@ -259,10 +321,12 @@ def main(argv=None) -> None:
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--max_batch_seconds", type=float)
     p.add_argument("--num_workers", type=int, default=0)
+    p.add_argument("--force", action="store_true",
+                   help="rebuild OUT_DIR when it holds a store of another upstream, representation or corpus")
     a = p.parse_args(argv)
     try:
         r = extract(a.corpus_dir, a.out_dir, a.upstream, a.layer, a.featurizer, a.device, a.fp16,
-                    a.shard_size, a.batch_size, a.max_batch_seconds, a.num_workers, a.amp)
+                    a.shard_size, a.batch_size, a.max_batch_seconds, a.num_workers, a.amp, force=a.force)
     except UserError as e:
         raise SystemExit(f"error: {e}")
     if int(os.environ.get("RANK", 0)) == 0:

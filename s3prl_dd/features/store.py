@@ -141,6 +141,9 @@ def write_shard(store_dir: str | os.PathLike, k: int, items: Sequence[dict],
         entries.append(entry)
         offset += a.shape[0]
     data = np.concatenate(arrays, axis=0).astype(dtype, copy=False) if arrays else None
+    if data is not None and not np.isfinite(data).all():  # float16 overflow counts too
+        bad = next(e["id"] for e, a in zip(entries, arrays) if not np.isfinite(np.asarray(a, dtype)).all())
+        raise UserError(f"store {store_dir}: the features of {bad} are not finite (NaN or inf); nothing written")
     _atomic_save_npy(data, store_dir / f"{shard_name(k)}.npy")
     atomic_write_json(entries, store_dir / f"{shard_name(k)}.done")
     return entries
@@ -227,6 +230,7 @@ class FeatureStore:
     def __init__(self, path: Path, meta: dict, index: list[dict], folds: dict | None):
         self.path, self.meta, self.index, self.folds = path, meta, index, folds
         self._shards: dict[int, np.ndarray] = {}
+        self._finite: set[int] = set()
         self._stats = None
         self._pooled = None
         self._pos = {e["id"]: i for i, e in enumerate(index)}
@@ -244,7 +248,33 @@ class FeatureStore:
             raise UserError(f"store {path} has format_version {meta.get('format_version')}, "
                             f"this code reads {FORMAT_VERSION}")
         folds = _read_json(path / "folds.json") if (path / "folds.json").is_file() else None
-        return cls(path, meta, _read_json(path / "index.json"), folds)
+        store = cls(path, meta, _read_json(path / "index.json"), folds)
+        store._check_shards()
+        return store
+
+    def _check_shards(self) -> None:
+        """Cheap checks of what is on disk against meta.json: each shard's width (from the .npy
+        header) and, through stats.json, that the training frames are finite (a store written by
+        other tools, or edited, must not train to chance without a word)."""
+        for k in sorted({e["shard"] for e in self.index}):
+            p = self.path / f"{shard_name(k)}.npy"
+            if not p.is_file():
+                raise UserError(f"store {self.path}: {p.name} is missing")
+            try:
+                shape = self._mapped(k).shape
+            except (ValueError, OSError) as e:
+                raise UserError(f"store {self.path}: {p.name} is not a readable .npy array ({e})") from None
+            if len(shape) != 2 or shape[1] != self.dim:
+                raise UserError(f"store {self.path}: meta.json says dim {self.dim}, but {p.name} holds "
+                                f"arrays of shape {tuple(shape)}")
+        p = self.path / "stats.json"
+        if p.is_file():
+            stats = _read_json(p)
+            bad = [name for name, s in stats.items()
+                   if not (np.isfinite(s.get("mean", [])).all() and np.isfinite(s.get("std", [])).all())]
+            if bad:
+                raise UserError(f"store {self.path} holds non-finite features (NaN or inf): the statistics "
+                                f"of {', '.join(bad)} are not finite; re-extract it")
 
     # -- metadata
     @property
@@ -266,10 +296,26 @@ class FeatureStore:
         check_compatible(f"feature store {self.path}", self.meta, dim, representation, upstream)
 
     # -- features
-    def _shard(self, k: int) -> np.ndarray:
+    def _mapped(self, k: int) -> np.ndarray:
         if k not in self._shards:
             self._shards[k] = np.load(self.path / f"{shard_name(k)}.npy", mmap_mode="r")
         return self._shards[k]
+
+    def _shard(self, k: int) -> np.ndarray:
+        """Shard ``k``, memory-mapped; checked finite on first use (one pass over it, which any
+        training does anyway): dev and test frames are in no statistics, so a NaN there would
+        otherwise only show as a chance-level score."""
+        a = self._mapped(k)
+        if k not in self._finite:
+            for start in range(0, a.shape[0], 1 << 16):
+                if not np.isfinite(a[start: start + (1 << 16)]).all():
+                    row = start + int(np.argwhere(~np.isfinite(a[start: start + (1 << 16)]))[0][0])
+                    bad = next((e["id"] for e in self.index if e["shard"] == k
+                                and e["offset"] <= row < e["offset"] + e["length"]), "?")
+                    raise UserError(f"store {self.path} holds non-finite features (NaN or inf) in "
+                                    f"{shard_name(k)}.npy (utterance {bad}); re-extract it")
+            self._finite.add(k)
+        return a
 
     def features(self, i: int) -> np.ndarray:
         """(T, D) float32; a read-only view into the mmap for float32 stores, a copy for float16."""

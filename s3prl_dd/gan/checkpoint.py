@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoints import not_a, safe_load
 from ..utils import UserError, atomic_torch_save
 from .models import build_gan
 
@@ -79,12 +80,9 @@ def save_checkpoint(run_dir, step: int, state: dict, keep_last: int) -> Path:
 
 
 def load_checkpoint(path) -> dict:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"cannot read GAN checkpoint {path}: {e}") from None
+    ckpt = safe_load(path, ("gan_checkpoint",))
     if not isinstance(ckpt, dict) or ckpt.get("version") != CKPT_VERSION or "generator" not in ckpt:
-        raise UserError(f"{path} is not an s3prl-dd GAN training checkpoint (version {CKPT_VERSION})")
+        raise not_a(path, ("gan_checkpoint",), f"not version {CKPT_VERSION} with a generator state")
     return ckpt
 
 
@@ -131,15 +129,10 @@ class DistilledGenerator(nn.Module):
 def load_generator(path, device="cpu") -> DistilledGenerator:
     """``generator.pt`` -> a ready DistilledGenerator in eval mode (BatchNorm uses its running
     statistics, so each sample depends on its own noise only, not on the batch it came in)."""
-    if not Path(path).is_file():
-        raise UserError(f"generator file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"cannot read generator {path}: {e}") from None
+    obj = safe_load(path, ("generator",))
     if not isinstance(obj, dict) or obj.get("format") != EXPORT_FORMAT:
-        raise UserError(f"{path} is not an s3prl-dd generator export (a training checkpoint? "
-                        "use the run's generator.pt or best.pt)")
+        raise not_a(path, ("generator",), "a GAN training checkpoint? use the run's generator.pt or best.pt"
+                    if isinstance(obj, dict) and "generator" in obj else "")
     if obj.get("version") != EXPORT_VERSION:
         raise UserError(f"{path}: generator export version {obj.get('version')}, this code reads {EXPORT_VERSION}")
     generator, _ = build_gan(obj["model"])

@@ -30,6 +30,23 @@ def resolve_config(cfg, overrides=None) -> dict:
     return utils.apply_overrides(utils.merge_config(DEFAULTS, cfg), overrides)
 
 
+def resolve_recorded(path, run_dir: Path, what: str):
+    """A path a run recorded (relative to the directory it was started from): as recorded when
+    it exists from here, else under an ancestor of the run directory (the run was started from
+    one, e.g. ``runs/demo/store`` beside ``runs/demo/gans/...``), so a resume from another
+    working directory finds the same files."""
+    if path is None or isinstance(path, FeatureStore) or "," in str(path):  # (a list of runner .ckpt: as given)
+        return path
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return str(p)
+    for base in run_dir.resolve().parents:
+        if (base / p).exists():
+            return str(base / p)
+    raise UserError(f"--resume {run_dir}: the run's {what} {path} is not found (neither from here nor "
+                    f"beside the run directory); give it with --{what}")
+
+
 def prepare(cfg, store, fold, pool_dir, resume, out_dir, overrides):
     """Resolve config, store and run directory, on every rank (rank 0 creates the directory)."""
     run_dir = None
@@ -40,7 +57,9 @@ def prepare(cfg, store, fold, pool_dir, resume, out_dir, overrides):
         saved = utils.load_yaml(run_dir / "config.yaml")
         cfg = utils.apply_overrides(saved, overrides)  # e.g. train.steps=... to train longer
         run = saved.get("run", {})
-        store, fold, pool_dir = store or run.get("store"), fold or run.get("fold"), pool_dir or run.get("pool")
+        store = store or resolve_recorded(run.get("store"), run_dir, "store")
+        pool_dir = pool_dir or resolve_recorded(run.get("pool"), run_dir, "pool")
+        fold = fold or run.get("fold")
     else:
         cfg = resolve_config(cfg, overrides)
     if store is None or fold is None:

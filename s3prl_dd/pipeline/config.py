@@ -78,7 +78,46 @@ def load_pipeline_config(path, overrides=None) -> dict:
     return cfg
 
 
+LISTS = ("folds", "seeds", "gan_seeds", "sources", "budgets", "balance", "downstreams")
+FIXED_SECTIONS = ("er", "deep_er", "pool", "gan", "probe")  # mappings whose keys are all known
+
+
+def _check_shapes(cfg: dict) -> None:
+    """Types and nested keys, before anything else reads the config: a YAML typo (``gan.archz``)
+    must not run the defaults, and ``-o budgets=5`` must not end in a traceback."""
+    for section in FIXED_SECTIONS:
+        if not isinstance(cfg[section], dict):
+            raise UserError(f"{section}: expected a mapping, got {cfg[section]!r}")
+        unknown = sorted(set(cfg[section]) - set(DEFAULTS[section]))
+        if unknown:
+            raise UserError(f"{section}: unknown keys {unknown} (known: {sorted(DEFAULTS[section])})")
+    for key in LISTS + tuple(f"gan.{k}" for k in ("archs", "variants")):
+        node = cfg["gan"][key[4:]] if key.startswith("gan.") else cfg[key]
+        if not isinstance(node, list):
+            raise UserError(f"{key}: expected a list, got {node!r} (e.g. {key}=[{node}])")
+    for key in ("corpus", "per_downstream", "distill") + tuple(f"gan.{k}" for k in ("configs", "overrides", "arch_variants")):
+        node = cfg["gan"][key[4:]] if key.startswith("gan.") else cfg[key]
+        if not isinstance(node, dict):
+            raise UserError(f"{key}: expected a mapping, got {node!r}")
+    if not isinstance(cfg["workers"], int) or isinstance(cfg["workers"], bool) or cfg["workers"] < 1:
+        raise UserError(f"workers: {cfg['workers']!r} is not a positive integer")
+    for key in ("folds", "seeds", "gan_seeds"):
+        for x in cfg[key]:
+            if not isinstance(x, int) or isinstance(x, bool) or x < (1 if key == "folds" else 0):
+                raise UserError(f"{key}: {x!r} is not a {'positive' if key == 'folds' else 'non-negative'} integer")
+    for key, kind in (("name", str), ("upstream", str), ("table3", bool)):
+        if not isinstance(cfg[key], kind):
+            raise UserError(f"{key}: expected a {kind.__name__}, got {cfg[key]!r}")
+    from ..distill.sources import SOURCES
+
+    known = ("real", *SOURCES)
+    for src in cfg["sources"]:
+        if src not in known:
+            raise UserError(f"sources: unknown '{src}' (choose from {', '.join(known)})")
+
+
 def validate(cfg: dict) -> None:
+    _check_shapes(cfg)
     for v in [v for a in cfg["gan"]["archs"] for v in variants_for(cfg, a)]:
         if v not in VARIANTS:
             raise UserError(f"gan.variants: unknown variant '{v}' (choose from {list(VARIANTS)})")

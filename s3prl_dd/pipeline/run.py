@@ -78,7 +78,17 @@ def _stage_store(cfg, run: Path, device: str) -> Path:
 
     build_corpus(cfg["corpus"], run / "corpus")
     store = run / "store"
-    if not (store / "index.json").is_file():
+    if (store / "index.json").is_file():
+        # a finished store is reused only when it is what this config asks for: a changed
+        # upstream, layer or corpus would otherwise be reported under the new name
+        from ..features.extract import check_existing, corpus_fingerprint, read_corpus
+        from ..features.upstream import representation_from
+
+        _, items, folds, _ = read_corpus(run / "corpus")
+        check_existing(store, cfg["upstream"], representation_from(cfg["layer"]), corpus_fingerprint(items, folds),
+                       run / "corpus", remedy=f"this run directory was made with another config: use a new --out, "
+                                              f"or delete {store} (and what was built on it)")
+    else:
         extract(run / "corpus", store, upstream=cfg["upstream"], layer=cfg["layer"], device=device)
     return store
 
