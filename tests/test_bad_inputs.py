@@ -262,3 +262,17 @@ def test_help_of_the_runner(capsys):
     with pytest.raises(SystemExit) as e:
         runner_main(["-h"])
     assert e.value.code == 0 and "--downstream" in capsys.readouterr().out
+
+
+def test_a_pool_of_another_upstream_is_refused_by_the_gan(tmp_path):
+    from gan_fixtures import tiny_pool
+
+    from s3prl_dd.gan.config import load_pool
+    from s3prl_dd.utils import UserError
+
+    store = tiny_store(tmp_path / "store")
+    pool = tiny_pool(store, tmp_path / "pool")
+    info = json.loads((pool / "pool.json").read_text())
+    (pool / "pool.json").write_text(json.dumps({**info, "upstream": "fbank"}))  # same dim and layer
+    with pytest.raises(UserError, match="teacher pool .* comes from upstream 'fbank', expected 'fbank_no_cmvn'"):
+        load_pool(pool, store, "fold1", "cpu")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from .. import utils
-from ..features.store import FeatureStore, normalize_fold
+from ..features.store import FeatureStore, check_compatible, normalize_fold
 from ..utils import UserError
 
 DEFAULTS = {
@@ -85,6 +85,8 @@ def load_pool(pool_dir, store, fold, device):
 
     pool = TeacherPool.load(pool_dir, expect_dim=store.dim, expect_representation=store.representation,
                             device=device)
+    if pool.info.get("upstream"):  # same dim and layer of another upstream is another feature space
+        check_compatible(f"teacher pool {pool_dir}", pool.info, upstream=store.meta.get("upstream"))
     if store.folds and normalize_fold(pool.info["fold"]) != fold:
         # A pool of another fold was trained on this fold's test session: L_SML would leak it.
         raise UserError(f"teacher pool {pool_dir} was trained on {pool.info['fold']}, not {fold}")

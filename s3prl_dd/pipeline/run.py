@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ..runlock import run_lock
-from ..utils import atomic_write_json, atomic_write_text, config_path, load_yaml, pick_device, save_yaml
+from ..utils import UserError, atomic_write_json, atomic_write_text, config_path, load_yaml, pick_device, save_yaml
 from ..workers import init_worker
 from .cells import GAN_SOURCES, cell_key, enumerate_cells, run_cell
 from .config import gan_key, load_pipeline_config, variant_overrides, variants_for
@@ -176,7 +176,25 @@ def run_pipeline(config_path, overrides=None, out: str | Path | None = None, rep
         return _run_locked(cfg, run, report)
 
 
+FEATURE_KEYS = ("corpus", "upstream", "layer")  # what the store, and so everything after it, is made of
+
+
+def _check_same_features(cfg: dict, run: Path) -> None:
+    """A run directory serves one corpus, upstream and layer: cells are keyed without them, so a
+    rerun with another upstream would reuse the old store and cells under the new name."""
+    saved = run / "config.yaml"
+    if not saved.is_file():
+        return
+    old = load_yaml(saved)
+    changed = [k for k in FEATURE_KEYS if k in old and old[k] != cfg[k]]
+    if changed:
+        was = ", ".join(f"{k} {old[k]!r} (now {cfg[k]!r})" for k in changed)
+        raise UserError(f"{run} was made with {was}: its store and everything built on it are of that; "
+                        "use a new --out, or delete the run directory")
+
+
 def _run_locked(cfg: dict, run: Path, report: bool) -> Path:
+    _check_same_features(cfg, run)
     saved = run / "config.yaml"
     if saved.is_file() and load_yaml(saved) != cfg:
         print(f"[pipeline] {saved} differs from the requested config: completed cells are kept; "
