@@ -118,6 +118,15 @@ def test_crash_mid_grid_then_rerun_recomputes_nothing_complete(tmp_path, monkeyp
     assert (out / "results.json").is_file() and "Table 2" in (out / "report.md").read_text()
     assert list((out / "cells").glob("*/events.out.tfevents*")), "every cell is a tensorboard run"
 
+    # a protocol change (the ER recipe) recomputes exactly the cells it touches; GANs are kept
+    recomputed.clear()
+    run_mod.run_pipeline(cfg_path, ["er.overrides='runner.total_steps=30,,runner.eval_step=10'"], out=out)
+    assert sorted(recomputed) == sorted(cells_mod.cell_key(c) for c in enumerate_cells(load_pipeline_config(cfg_path)))
+    assert generator.stat().st_mtime_ns == g_mtime
+    recomputed.clear()
+    run_mod.run_pipeline(cfg_path, ["er.overrides='runner.total_steps=30,,runner.eval_step=10'"], out=out, report=False)
+    assert recomputed == []
+
 
 def test_privacy_stage_table4_and_probe_run(tmp_path, monkeypatch):
     """Table 4 from the run's own cells; a cell without its checkpoint is rerun to the same

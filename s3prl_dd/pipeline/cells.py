@@ -6,7 +6,9 @@ get paths, never open objects, so cells run in any process."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
+import json
 import time
 from pathlib import Path
 
@@ -26,6 +28,29 @@ GAN_SOURCES = {"gan", "gan_latent", "gan_herding"}
 def cell_key(c: dict) -> str:
     gan = f"{c['arch']}-{c['variant']}-g{c['gan_seed']}-" if c["source"] in GAN_SOURCES else ""
     return f"fold{c['fold']}-seed{c['seed']}-{c['downstream']}-{c['source']}-{gan}ppc{c['ppc']}-{c['balance']}"
+
+
+def cell_recipe(cell: dict, cfg: dict) -> str:
+    """Fingerprint of everything a cell's result depends on beyond its key: the upstream, the ER
+    recipe of its downstream, its source's distillation options, its GAN's config. A rerun
+    recomputes a cell whose recipe changed (a protocol change) and keeps every other one."""
+    ds = cell["downstream"]
+    parts = {"upstream": cfg["upstream"], "layer": cfg["layer"], "er": cfg["er" if ds == "linear" else "deep_er"],
+             "distill": for_downstream(cfg, ds)["distill"].get(cell["source"])}
+    if cell["arch"]:
+        parts["gan"] = [cfg["gan"]["configs"][cell["arch"]], cfg["gan"]["overrides"].get(cell["arch"])]
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def is_done(cell: dict, cfg: dict, cell_dir: Path) -> bool:
+    """The cell's record exists and was made with the current recipe."""
+    path = Path(cell_dir) / f"{cell_key(cell)}.json"
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("recipe") == cell_recipe(cell, cfg)
+    except (OSError, ValueError):
+        return False
 
 
 def enumerate_cells(cfg: dict) -> list[dict]:
@@ -141,7 +166,8 @@ def run_cell(cell: dict, ctx: dict) -> dict:
     out_dir = Path(ctx["run"]) / "cells" / cell_key(cell) if ctx.get("run") else None
     r = train_er(train, dev, test, cfg, stats=store.stats(fold), seed=int(cell["seed"]), device=ctx["device"],
                  n_classes=len(LABELS), out_dir=out_dir)
-    return {**cell, "n_train": len(train), "test_uar": 100 * r["test_uar"], "test_acc": 100 * r["test_acc"],
+    return {**cell, "recipe": cell_recipe(cell, ctx["cfg"]), "n_train": len(train),
+            "test_uar": 100 * r["test_uar"], "test_acc": 100 * r["test_acc"],
             "dev_uar": 100 * r["dev_uar"] if r["dev_uar"] is not None else None,
             # measured wall time to the end of the dev-selected evaluation (the paper's "time to
             # train"), and the whole training (both input spaces under standardize: auto)

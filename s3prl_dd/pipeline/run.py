@@ -19,9 +19,9 @@ import torch
 from tqdm import tqdm
 
 from ..runlock import run_lock
-from ..utils import UserError, atomic_write_json, atomic_write_text, config_path, load_yaml, pick_device, save_yaml
+from ..utils import UserError, atomic_write_json, atomic_write_text, config_path, load_yaml, merge_config, pick_device, save_yaml
 from ..workers import init_worker
-from .cells import GAN_SOURCES, cell_key, enumerate_cells, run_cell
+from .cells import GAN_SOURCES, cell_key, enumerate_cells, is_done, run_cell
 from .config import gan_key, load_pipeline_config, variant_overrides, variants_for
 
 
@@ -112,13 +112,13 @@ def _stage_pools(cfg, run: Path, store_path: Path, device: str) -> dict:
     return pools
 
 
-def _gan_job(arch, variant, fold, cfg, store, pool, out, device):
+def _gan_job(arch, variant, fold, gan_seed, cfg, store, pool, out, device):
     from ..gan.trainer import train_gan
 
     out = Path(out)
     runs = sorted(p for p in out.glob("*") if (p / "config.yaml").is_file()) if out.is_dir() else []
     over = ",,".join(filter(None, [variant_overrides(variant), cfg["gan"]["overrides"].get(arch),
-                                   f"train.seed={cfg['gan_seed']}"]))
+                                   f"train.seed={gan_seed}"]))
     if runs and (runs[-1] / "generator.pt").is_file() and (runs[-1] / "result.json").is_file():
         return str(runs[-1] / "generator.pt")
     if runs and list(runs[-1].glob("ckpt-*.pt")):
@@ -133,10 +133,10 @@ def _stage_gans(cfg, run: Path, store: Path, pools: dict, device: str) -> dict:
     needs = set(cfg["sources"]) & GAN_SOURCES
     if not needs:
         return {}
-    jobs = [(a, v, f, cfg, str(store), pools.get(f"fold{f}") if "sml" in v else None,
-             str(run / "gans" / gan_key(a, v, f)), device)
-            for f in cfg["folds"] for a in cfg["gan"]["archs"] for v in variants_for(cfg, a)]
-    return {gan_key(a, v, f): g for (a, v, f, *_), g in _pool_map(_gan_job, jobs, cfg["workers"], "GANs")}
+    jobs = [(a, v, f, gs, cfg, str(store), pools.get(f"fold{f}") if "sml" in v else None,
+             str(run / "gans" / gan_key(a, v, f, gs)), device)
+            for f in cfg["folds"] for gs in cfg["gan_seeds"] for a in cfg["gan"]["archs"] for v in variants_for(cfg, a)]
+    return {gan_key(a, v, f, gs): g for (a, v, f, gs, *_), g in _pool_map(_gan_job, jobs, cfg["workers"], "GANs")}
 
 
 def build_context(cfg: dict, run: Path) -> dict:
@@ -197,14 +197,14 @@ def _run_locked(cfg: dict, run: Path, report: bool) -> Path:
     _check_same_features(cfg, run)
     saved = run / "config.yaml"
     if saved.is_file() and load_yaml(saved) != cfg:
-        print(f"[pipeline] {saved} differs from the requested config: completed cells are kept; "
+        print(f"[pipeline] {saved} differs from the requested config: cells whose recipe is unchanged are kept; "
               "delete the run directory to start over")
     save_yaml(cfg, saved)
 
     cells = enumerate_cells(cfg)
     cell_dir = run / "cells"
     cell_dir.mkdir(exist_ok=True)
-    todo = [c for c in cells if not (cell_dir / f"{cell_key(c)}.json").is_file()]
+    todo = [c for c in cells if not is_done(c, cfg, cell_dir)]  # missing, or made with another recipe
     grid = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="grid (cells)", position=0, dynamic_ncols=True)
     ctx = None
     if todo:
@@ -238,3 +238,26 @@ def _run_locked(cfg: dict, run: Path, report: bool) -> Path:
 
         write_report(run, cfg, cells)
     return run
+
+
+def probe_pipeline_run(run_dir, seeds=None, speaker: dict | None = None, memo: dict | None = None) -> dict:
+    """Table 4 for a pipeline run directory from its saved config, with the cells' own ER
+    models (s3prl_dd.pipeline.privacy); results.json and report.md are rewritten with it."""
+    from .config import validate
+    from .privacy import privacy_stage
+    from .report import write_report
+
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file():
+        raise UserError(f"--run {run}: not a pipeline run directory (no config.yaml)")
+    cfg = load_pipeline_config(run / "config.yaml")
+    cfg["probe"]["enabled"] = True
+    if seeds is not None:
+        cfg["probe"]["seeds"] = list(seeds)
+    cfg["probe"]["speaker"] = merge_config(cfg["probe"]["speaker"], speaker)
+    cfg["probe"]["memo"] = merge_config(cfg["probe"]["memo"], memo)
+    validate(cfg)
+    with run_lock(run, "s3prl-dd probe --run"):  # it may run missing cells and rewrites the report
+        block = privacy_stage(cfg, build_context(cfg, run))
+        write_report(run, cfg, enumerate_cells(cfg))
+    return block
