@@ -7,7 +7,8 @@ For every (upstream, hidden-state index) of ``--plan``: a feature store of that 
 downstream_configs/er_cached.yaml (``--profile``, default ``converge``: train until dev UAR stops
 improving) per fold x seed. Reports test and dev UAR mean ± std per layer, each run's best dev
 step against the steps it ran, and picks the upstream + layer with the best mean **dev** UAR
-(test never takes part in the choice). The JSON is rewritten after every layer and a rerun skips
+(test never takes part in the choice; ``--also`` adds benchmarks/featurizer_real.py's learned
+weighted sums to the candidates). The JSON is rewritten after every layer and a rerun skips
 layers it already holds for the same folds, seeds and recipe."""
 from __future__ import annotations
 
@@ -81,7 +82,9 @@ def choose(layers: list[dict]) -> dict:
         reason += (f" vs {runner_up['summary']['dev_uar']['mean']:.1f} for the next best, "
                    f"{runner_up['upstream']} layer {runner_up['layer']}")
     reason += "); the choice uses dev only, test UAR is reported, not used"
-    return {"upstream": best["upstream"], "layer": best["layer"], "reason": reason}
+    ranking = [{"upstream": e["upstream"], "layer": e["layer"], "dev_uar": e["summary"]["dev_uar"]["mean"],
+                "test_uar": e["summary"]["test_uar"]["mean"]} for e in ranked]
+    return {"upstream": best["upstream"], "layer": best["layer"], "reason": reason, "ranking": ranking}
 
 
 def main(argv=None) -> int:
@@ -96,6 +99,8 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--override", help="ER config overrides a.b=v,,c=d")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--also", type=Path, help="featurizer_real.py's JSON: its rows (same folds, seeds, recipe) "
+                                              "take part in the choice")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     builtin = str(a.manifest) == "builtin"
@@ -108,11 +113,25 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     recipe = {"profile": a.profile, "override": a.override, "folds": folds, "seeds": seeds}
-    done = []
+    done, others = [], []
+    if a.also is not None:
+        also = json.loads(a.also.read_text())
+        if {k: also["recipe"][k] for k in ("profile", "folds", "seeds")} != {k: recipe[k] for k in ("profile", "folds", "seeds")}:
+            print(f"error: {a.also} was run with another recipe, folds or seeds", file=sys.stderr)
+            return 2
+        others = also["layers"]
     if a.out.is_file():
         old = json.loads(a.out.read_text())
         if old.get("recipe") == recipe:
             done = old.get("layers", [])
+    def write():
+        atomic_write_json({"manifest": str(a.manifest), "recipe": recipe, "config": cfg, "layers": done,
+                           "featurizer": [{k: e[k] for k in ("upstream", "featurizer_steps", "weights", "summary")}
+                                          for e in others],
+                           "choice": choose(done + others),
+                           "env": {"torch": torch.__version__, "threads": a.threads,
+                                   "python": platform.python_version(), "machine": platform.machine()}}, a.out)
+
     for upstream, layer in parse_plan(a.plan):
         if any(e["upstream"] == upstream and e["layer"] == layer for e in done):
             continue
@@ -127,12 +146,10 @@ def main(argv=None) -> int:
         print(f"{upstream} L{layer}: dev UAR {s['dev_uar']['mean']:.1f} ± {s['dev_uar']['std']:.1f}, test UAR "
               f"{s['test_uar']['mean']:.1f} ± {s['test_uar']['std']:.1f}, best step median "
               f"{s['best_step_median']:.0f} of {s['steps_median']:.0f}", flush=True)
-        atomic_write_json({"manifest": str(a.manifest), "recipe": recipe, "config": cfg, "layers": done,
-                           "choice": choose(done),
-                           "env": {"torch": torch.__version__, "threads": a.threads,
-                                   "python": platform.python_version(), "machine": platform.machine()}}, a.out)
+        write()
     if done:
-        c = choose(done)
+        write()
+        c = choose(done + others)
         print(f"choice: {c['upstream']} layer {c['layer']}: {c['reason']} -> {a.out}")
     return 0
 
