@@ -9,6 +9,7 @@ other (safe) torch file.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -72,8 +73,11 @@ def safe_load(path, kinds, safe_globals=()):
         raise UserError(f"{path} is a directory, not a checkpoint file (expected {accepted(kinds)})")
     if not os.access(path, os.R_OK):
         raise UserError(f"{path}: permission denied (cannot read it)")
+    # only what is not allowed yet: leaving torch.serialization.safe_globals removes its classes
+    # even when they were allowed before (compat allows argparse.Namespace for s3prl's runner)
+    extra = [g for g in safe_globals if g not in torch.serialization.get_safe_globals()]
     try:
-        with torch.serialization.safe_globals(list(safe_globals)):
+        with torch.serialization.safe_globals(extra) if extra else contextlib.nullcontext():
             return torch.load(path, map_location="cpu", weights_only=True)
     except MemoryError:
         raise
