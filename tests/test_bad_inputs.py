@@ -151,6 +151,9 @@ ROWS = [
      r"meta\.json says dim 9, but shard-00000\.npy holds arrays of shape \(\d+, 8\)", set()),
     ("store_nan_features", lambda t: ("cli", ["train-er", str(_store(t, _nan_features)), "--runs", str(t / "er")]),
      r"store .* holds non-finite features \(NaN or inf\) in shard-00000\.npy \(utterance s1/u0\.wav\)", set()),
+    ("featurizer_garbage", lambda t: ("cli", ["extract", str(_corpus(t)), str(t / "s"), "--featurizer",
+                                              _runner_ckpt_garbage(t)]),
+     r"dev-best\.ckpt is not an s3prl runner checkpoint \(not a torch file, or a damaged", set()),
     ("runner_e_missing", lambda t: ("runner", ["-m", "evaluate", "-e", str(t / "result/dev-best.ckpt")]),
      r"dev-best\.ckpt: file not found \(expected an s3prl runner checkpoint", set()),
     ("runner_i_garbage", lambda t: ("runner", ["-m", "evaluate", "-d", "emotion_distilled", "-i", _runner_ckpt_garbage(t)]),
@@ -276,3 +279,29 @@ def test_a_pool_of_another_upstream_is_refused_by_the_gan(tmp_path):
     (pool / "pool.json").write_text(json.dumps({**info, "upstream": "fbank"}))  # same dim and layer
     with pytest.raises(UserError, match="teacher pool .* comes from upstream 'fbank', expected 'fbank_no_cmvn'"):
         load_pool(pool, store, "fold1", "cpu")
+
+
+def test_an_upstream_that_gives_nan_is_named_with_the_file(tmp_path):
+    from s3prl_dd.features.extract import extract
+    from s3prl_dd.utils import UserError
+
+    class NaNUpstream(torch.nn.Module):  # 160-sample frames of NaN
+        def forward(self, wavs):
+            n = max(len(w) for w in wavs) // 160
+            return {"hidden_states": [torch.full((len(wavs), n, 4), float("nan"))]}
+
+    corpus = _corpus(tmp_path)
+    with pytest.raises(UserError, match=r"upstream 'nan_up' gave non-finite features \(NaN or inf\) for .*\.wav"):
+        extract(corpus, tmp_path / "s", upstream=NaNUpstream(), upstream_name="nan_up", progress=False)
+    assert not list((tmp_path / "s").glob("shard-*"))
+
+
+def test_features_beyond_float16_are_refused_not_stored_as_inf(tmp_path):
+    from s3prl_dd.features.store import make_meta, write_store
+    from s3prl_dd.utils import UserError
+
+    meta = make_meta("fbank_no_cmvn", {"kind": "hidden_state", "layer": -1}, 2, dtype="float16")
+    items = [{"id": "a", "label": "neu", "features": np.full((3, 2), 1e6, np.float32)}]
+    with pytest.raises(UserError, match=r"features of a are not finite \(NaN or inf\) \(beyond float16's range"):
+        write_store(tmp_path / "s", items, meta)
+    assert not list((tmp_path / "s").glob("shard-*"))

@@ -124,7 +124,7 @@ def length_batches(lengths: list[int], batch_size: int, max_batch_seconds: float
 def check_finite(feats: torch.Tensor, path: Path, upstream: str) -> None:
     if not torch.isfinite(feats).all():
         raise UserError(f"upstream '{upstream}' gave non-finite features (NaN or inf) for {path}; "
-                        "check that file, or run without --amp / --fp16")
+                        "check that file, or run without --amp")
 
 
 class _Audio(Dataset):

@@ -143,7 +143,9 @@ def write_shard(store_dir: str | os.PathLike, k: int, items: Sequence[dict],
     data = np.concatenate(arrays, axis=0).astype(dtype, copy=False) if arrays else None
     if data is not None and not np.isfinite(data).all():  # float16 overflow counts too
         bad = next(e["id"] for e, a in zip(entries, arrays) if not np.isfinite(np.asarray(a, dtype)).all())
-        raise UserError(f"store {store_dir}: the features of {bad} are not finite (NaN or inf); nothing written")
+        hint = " (beyond float16's range: store float32, without --fp16)" if dtype == "float16" else ""
+        raise UserError(f"store {store_dir}: the features of {bad} are not finite (NaN or inf){hint}; "
+                        "nothing written")
     _atomic_save_npy(data, store_dir / f"{shard_name(k)}.npy")
     atomic_write_json(entries, store_dir / f"{shard_name(k)}.done")
     return entries

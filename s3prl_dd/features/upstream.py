@@ -70,21 +70,15 @@ def frame_counter(upstream: torch.nn.Module, ds: int, device="cpu"):
     return count
 
 
-def _load_runner_ckpt(path: Path) -> dict:
-    # s3prl's runner pickles argparse.Namespace under 'Args'; allow exactly that class
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def featurizer_representation(ckpt: str | os.PathLike) -> dict:
     """Representation from an s3prl runner checkpoint's 'Featurizer' state dict."""
     path = Path(ckpt)
     if not path.is_file():
         raise UserError(f"featurizer checkpoint not found: {path}")
-    try:
-        state = _load_runner_ckpt(path)
-    except Exception as e:  # an unpicklable or foreign file: say which, not a traceback
-        raise UserError(f"cannot read checkpoint {path}: {e}") from None
+    from ..checkpoints import safe_load
+
+    # s3prl's runner pickles argparse.Namespace under 'Args': allow exactly that class
+    state = safe_load(path, ("runner",), safe_globals=[argparse.Namespace])
     feat = state.get("Featurizer")
     if not isinstance(feat, dict) or "weights" not in feat:
         raise UserError(f"checkpoint {path} has no trained Featurizer weights "
