@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from test_pipeline import TINY
@@ -72,7 +73,15 @@ def test_kill_9_of_driver_leaves_no_worker_and_rerun_equals_uninterrupted(tmp_pa
     _kill_driver_mid("cell", cfg, out, hooks)  # GANs trained for real this time, cells hang
     assert not list((out / "cells").glob("*.json"))
     run_mod.run_pipeline(cfg, out=out, report=False)  # the dead driver's lock is free: taken over
-    reference = run_mod.run_pipeline(cfg, out=tmp_path / "reference", report=False)
+    # the uninterrupted run, in this process (one thread, as in a worker: the same floats)
+    ref_cfg = tmp_path / "ref.yaml"
+    ref_cfg.write_text(yaml.safe_dump({**CFG, "workers": 1}))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = run_mod.run_pipeline(ref_cfg, out=tmp_path / "reference", report=False)
+    finally:
+        torch.set_num_threads(threads)
 
     def uars(run):
         return {p.name: json.loads(p.read_text())["test_uar"] for p in (run / "cells").glob("*.json")}
