@@ -281,7 +281,7 @@ def test_a_pool_of_another_upstream_is_refused_by_the_gan(tmp_path):
         load_pool(pool, store, "fold1", "cpu")
 
 
-def test_an_upstream_that_gives_nan_is_named_with_the_file(tmp_path):
+def test_an_upstream_that_gives_nan_or_no_frame_is_named_with_the_file(tmp_path):
     from s3prl_dd.features.extract import extract
     from s3prl_dd.utils import UserError
 
@@ -290,7 +290,15 @@ def test_an_upstream_that_gives_nan_is_named_with_the_file(tmp_path):
             n = max(len(w) for w in wavs) // 160
             return {"hidden_states": [torch.full((len(wavs), n, 4), float("nan"))]}
 
+    class LongWindowUpstream(NaNUpstream):  # a receptive field of 0.2 s: no frame for the 0.1 s files
+        def forward(self, wavs):
+            n = max(0, (max(len(w) for w in wavs) - 3200) // 160 + 1)
+            return {"hidden_states": [torch.zeros((len(wavs), n, 4))]}
+
     corpus = _corpus(tmp_path)
+    with pytest.raises(UserError, match=r"\.wav \(\d+ samples at 16 kHz\) is shorter than upstream 'long' can make one frame of"):
+        extract(corpus, tmp_path / "s", upstream=LongWindowUpstream(), upstream_name="long", progress=False)
+    shutil.rmtree(tmp_path / "s")
     with pytest.raises(UserError, match=r"upstream 'nan_up' gave non-finite features \(NaN or inf\) for .*\.wav"):
         extract(corpus, tmp_path / "s", upstream=NaNUpstream(), upstream_name="nan_up", progress=False)
     assert not list((tmp_path / "s").glob("shard-*"))

@@ -193,6 +193,9 @@ def _extract_shard(upstream, rep, ds_rate, count, root, items, device, batch_siz
             # else s3prl's Featurizer.tolist rule round(samples / downsample rate)
             n = count(len(w)) if count else max(1, round(len(w) / ds_rate))
             n = min(n, f.shape[0])
+            if n < 1:  # shorter than the upstream's receptive field: no frame to keep
+                raise UserError(f"audio file {root / items[i]['path']} ({len(w)} samples at 16 kHz) is shorter "
+                                f"than upstream '{name}' can make one frame of")
             check_finite(f[:n], root / items[i]["path"], name)
             out.append(f[:n].numpy())
         pbar.update(len(wavs))
