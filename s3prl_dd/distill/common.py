@@ -291,7 +291,9 @@ def check_generator(g, store, fold=None) -> None:
 
     info = dict(g.info, dim=g.D)
     if "representation" in info:
-        check_compatible("generator", info, store.dim, store.representation)
+        # the upstream too: fbank and fbank_no_cmvn have the same dim and layer, not the same features
+        check_compatible("generator", info, store.dim, store.representation,
+                         store.meta.get("upstream") if info.get("upstream") else None)
     elif g.D != store.dim:
         raise UserError(f"generator makes {g.D}-dim features, the store holds {store.dim}-dim")
     if dict(g.labels) != dict(store.label_map):

@@ -134,14 +134,11 @@ def save_checkpoint(model: ERModel, path: str | os.PathLike, *, input_space: dic
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[ERModel, dict]:
-    if not os.path.isfile(path):
-        raise UserError(f"ER checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"cannot read ER checkpoint {path}: {e}") from None
+    from ..checkpoints import not_a, safe_load
+
+    ckpt = safe_load(path, ("er",))
     if not isinstance(ckpt, dict) or "meta" not in ckpt or "state_dict" not in ckpt:
-        raise UserError(f"{path} is not an s3prl-dd ER checkpoint")
+        raise not_a(path, ("er",))
     meta = ckpt["meta"]
     input_stats(meta, f"ER checkpoint {path}")
     model = ERModel(meta["dim"], meta["n_classes"], meta["modelrc"])

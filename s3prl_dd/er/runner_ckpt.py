@@ -18,16 +18,12 @@ from ..utils import UserError
 RUNNER_KEYS = ("Downstream", "Args")
 
 
-def read_checkpoint(path: Path):
-    """``torch.load(weights_only=True)`` allowing exactly the ``argparse.Namespace`` the runner
-    pickles; a file that is not loadable that way is one line, not torch's paragraph."""
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot read checkpoint {path} (not a torch checkpoint loadable with "
-                        f"weights_only=True: {first})") from None
+def read_checkpoint(path: Path, kinds=("er", "runner")):
+    """A safe (weights-only) load allowing exactly the ``argparse.Namespace`` the runner pickles;
+    a file that is not loadable that way is one line naming what is accepted."""
+    from ..checkpoints import safe_load
+
+    return safe_load(path, kinds, safe_globals=(argparse.Namespace,))
 
 
 def checkpoint_kind(obj) -> str:
@@ -75,7 +71,7 @@ def runner_er_model(path) -> tuple:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"runner checkpoint not found: {path}")
-    state = read_checkpoint(path)
+    state = read_checkpoint(path, ("runner",))
     if checkpoint_kind(state) != "runner":
         raise UserError(f"{path} is not an s3prl runner checkpoint (no Downstream/Args)")
     down = state["Downstream"]

@@ -185,7 +185,16 @@ def generator_samples(generator, labels: dict | None = None, n_per_class: int = 
 
 
 def check_generator(store, fold, generator, n_per_class: int = 50, seed: int = 0, **kwargs) -> dict:
-    """``memorization_check`` on ``n_per_class`` samples per class of ``generator``."""
+    """``memorization_check`` on ``n_per_class`` samples per class of ``generator`` (a generator
+    export must make this store's features: same upstream, representation and dim)."""
+    from ..gan.checkpoint import load_generator
+
+    if isinstance(generator, (str, bytes)) or hasattr(generator, "__fspath__"):
+        generator = load_generator(generator)
+    if hasattr(generator, "info") and hasattr(generator, "D"):
+        from ..distill.common import check_generator as check_compatible_generator
+
+        check_compatible_generator(generator, store)
     feats, _ = generator_samples(generator, store.label_map, n_per_class, seed)
     out = memorization_check(store, fold, feats, seed=seed, **kwargs)
     out["n_per_class"] = int(n_per_class)
