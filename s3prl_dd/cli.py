@@ -97,10 +97,17 @@ def _distill_set(args):
 
 
 def _probe(args):
-    from .probe.run import probe_command
+    from .probe.run import probe_command, probe_options
 
     check_output_dir(args.out or args.run, "--out" if args.out else "--run")  # probe writes last: fail first
-    block = probe_command(args)
+    if args.run:
+        from .pipeline.run import probe_pipeline_run
+
+        if args.store or args.er or args.generator:
+            raise UserError("--run takes its store, ER models and generators from the run; drop --store/--er/--generator")
+        block = probe_pipeline_run(args.run, *probe_options(args))
+    else:
+        block = probe_command(args)
     print(block["markdown"], end="")
 
 
