@@ -80,7 +80,9 @@ class DownstreamExpert(nn.Module):
             input_dim=self.modelrc["projector_dim"], output_dim=dataset.class_num, **self.modelrc.get(select, {})
         )
         self.objective = nn.CrossEntropyLoss()
-        self.register_buffer("best_score", torch.full((1,), -1.0))
+        # float64: a float32 copy of the best score can round above an equal later score (or below
+        # it), and then a tie would pick the later step, where s3prl keeps the first
+        self.register_buffer("best_score", torch.full((1,), -1.0, dtype=torch.float64))
         # Saved with the model in every runner checkpoint: this expert feeds the projector raw
         # Featurizer output, and whoever reuses the projector (the SID probe) must do the same.
         self.register_buffer("input_space_standardized", torch.zeros(1))
