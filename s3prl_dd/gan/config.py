@@ -10,12 +10,15 @@ from ..features.store import FeatureStore, check_compatible, normalize_fold
 from ..utils import UserError
 
 DEFAULTS = {
-    "optim": {"lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.0, 0.9], "n_critic": 5, "batch_size": 64},
+    # lr_schedule: constant | cosine (to lr_min_ratio x lr at train.steps); warmup_steps: linear.
+    "optim": {"lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.0, 0.9], "n_critic": 5, "batch_size": 64,
+              "lr_schedule": "constant", "lr_min_ratio": 0.1, "warmup_steps": 0},
     "loss": {"lambda_gp": 10.0, "lambda_cls_real": 1.0, "lambda_cls_fake": 1.0, "lambda_fm": 1.0,
              "lambda_div": 0.0, "lambda_sml": 0.0, "tau": 0.08,
              "lambda_cls_fake_critic": None},  # None: λ3, as Eq. 4
     "train": {"steps": 10000, "eval_every": 1000, "save_every": 1000, "log_every": 50,
-              "keep_last": 3, "seed": 0, "real_fit": "tile", "device": None, "bf16": False},
+              "keep_last": 3, "seed": 0, "real_fit": "tile", "device": None, "bf16": False,
+              "ema_decay": None},  # None: no EMA generator; e.g. 0.999 (s3prl_dd.gan.ema)
     # Quick evaluation: a balanced sample of `ppc` per class trains the SUPERB ER model (the ER
     # profile, then `er_overrides`) and is scored on the fold's real DEV split; test is never read.
     "eval": {"ppc": 20, "repeats": 3, "er_profile": "fast", "er_overrides": "selection.metric='uar'"},
@@ -28,6 +31,12 @@ def resolve_config(cfg, overrides=None) -> dict:
     if "model" not in cfg:
         raise UserError("the GAN config has no model: section")
     return utils.apply_overrides(utils.merge_config(DEFAULTS, cfg), overrides)
+
+
+def setting(cfg: dict, section: str, key: str):
+    """``cfg[section][key]``, or its default for a key newer than the config: a resumed run
+    reads its own config.yaml, which has no defaults merged in for keys added since it started."""
+    return cfg[section].get(key, DEFAULTS[section][key])
 
 
 def resolve_recorded(path, run_dir: Path, what: str):

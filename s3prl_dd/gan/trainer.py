@@ -7,8 +7,10 @@ fold's TRAIN part; fakes are generated for that batch's labels, so the class pri
 is the real one and the j-th fake pairs with the j-th real sample of the same class (Eq. 3, 6).
 
 Randomness is counter-based (``realdata.step_generator``): a run resumed from ``ckpt-<s>.pt``
-reproduces the uninterrupted run bit for bit. Under torchrun, G and D are wrapped in DDP, every
-rank takes its share of each epoch, and only rank 0 logs, evaluates and writes files.
+reproduces the uninterrupted run bit for bit, lr schedule (``lr_schedule``) and the generator's
+moving average (``ema``; what is evaluated and exported when ``train.ema_decay`` is set)
+included. Under torchrun, G and D are wrapped in DDP, every rank takes its share of each
+epoch, and only rank 0 logs, evaluates and writes files.
 
 ``python -m s3prl_dd.cli distill -c downstream_configs/gan/<cfg>.yaml --store S --fold fold1 ...``
 """
@@ -28,8 +30,10 @@ from ..er.data import ERData
 from ..utils import UserError, pick_device
 from ..runlog import RunLog
 from . import checkpoint as ck
-from .config import load_pool, prepare
+from .config import load_pool, prepare, setting
 from . import losses as L
+from .ema import GeneratorEMA
+from .lr_schedule import LRSchedule
 from .models import build_gan
 from .realdata import RealData, ShardedStream, step_generator, teacher_logits
 
@@ -62,6 +66,9 @@ class GANTrainer:
         betas = tuple(float(b) for b in opt["betas"])  # torch's Adam rejects (0, 0.9) as ints
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=float(opt["lr_g"]), betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=float(opt["lr_d"]), betas=betas)
+        self.lr_schedule = LRSchedule.from_config(cfg, [self.opt_g, self.opt_d])
+        decay = setting(cfg, "train", "ema_decay")
+        self.ema = GeneratorEMA(self.G, float(decay)) if decay is not None else None
         self.data = RealData(store, fold, cfg["model"], device, tr["real_fit"])
         self.stream = ShardedStream(len(self.data), self.seed, rank, world)
         self.pool = pool
@@ -145,12 +152,15 @@ class GANTrainer:
     def train_step(self) -> dict[str, torch.Tensor]:
         """One generator step (with its critic steps); returns the logged terms, averaged over
         the critic steps and, under DDP, over ranks (so every rank sees a NaN on any rank)."""
+        self.lr_schedule.set_step(self.step)
         self.step += 1
         gen = step_generator(self.seed, "noise", self.step, self.rank)
         critic = [self.critic_step(*self._real(k, gen), gen) for k in range(self.n_critic)]
         # One teacher per step for all ranks: the step's global batch meets one f_θ ~ Θ.
         teacher = self.pool.sample(step_generator(self.seed, "teacher", self.step)) if self.pool else None
         gen_terms = self.generator_step(*self._real(self.n_critic, gen), gen, teacher)
+        if self.ema is not None:
+            self.ema.update(self.G)
         terms = {f"critic/{k}": torch.stack([c[k] for c in critic]).float().mean() for k in critic[0]}
         terms.update({f"generator/{k}": v.float() for k, v in gen_terms.items()})
         if self.world > 1:
@@ -168,19 +178,24 @@ class GANTrainer:
                             "or that term's lambda, or check the features for NaN/inf")
 
     # -------------------------------------------------------------------- evaluation, state
+    @property
+    def eval_generator(self) -> torch.nn.Module:
+        """What is evaluated, exported and sampled: the EMA generator when on, else the live one."""
+        return self.G if self.ema is None else self.ema.model
+
     @torch.no_grad()
     def sample_balanced(self, ppc: int, seed_purpose: str = "eval0") -> tuple[torch.Tensor, torch.Tensor]:
         """``ppc`` raw-scale samples per class from the generator in eval mode (the same noise at
         every evaluation, so scores of different steps differ by the generator only)."""
-        C = int(self.cfg["model"]["num_classes"])
+        C, G = int(self.cfg["model"]["num_classes"]), self.eval_generator
         y = torch.arange(C).repeat_interleave(ppc)
-        e = torch.randn(len(y), self.G.noise_dim, generator=step_generator(self.seed, seed_purpose, 0))
-        was_training = self.G.training
-        self.G.eval()
+        e = torch.randn(len(y), G.noise_dim, generator=step_generator(self.seed, seed_purpose, 0))
+        was_training = G.training
+        G.eval()
         try:
-            x = self.G.generate(y.to(self.device), e.to(self.device)).float()
+            x = G.generate(y.to(self.device), e.to(self.device)).float()
         finally:
-            self.G.train(was_training)
+            G.train(was_training)
         return self.data.destandardize(x).cpu(), y
 
     def quick_eval(self, dev: ERData) -> dict:
@@ -205,7 +220,8 @@ class GANTrainer:
     def state(self) -> dict:
         return {"generator": ck.cpu_state(self.G), "discriminator": ck.cpu_state(self.D),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": ck.rng_state(),
-                "best": dict(self.best), "world_size": self.world, "config": self.cfg}
+                "best": dict(self.best), "world_size": self.world, "config": self.cfg,
+                "ema": self.ema.state_dict() if self.ema is not None else None}
 
     def load_state(self, ckpt: dict) -> None:
         self.G.load_state_dict(ckpt["generator"])
@@ -214,14 +230,20 @@ class GANTrainer:
         self.opt_d.load_state_dict(ckpt["opt_d"])
         ck.set_rng_state(ckpt["rng"])
         self.step, self.best = int(ckpt["step"]), dict(ckpt["best"])
+        if self.ema is not None:
+            if ckpt.get("ema") is None:  # EMA switched on at this resume: it averages from here on
+                self.ema = GeneratorEMA(self.G, self.ema.decay)
+            else:
+                self.ema.load_state_dict(ckpt["ema"])
 
     def export(self, path) -> Path:
         s = self.store
         info = {"representation": s.representation, "dim": s.dim, "upstream": s.meta.get("upstream"),
                 "downsample_rate": s.meta.get("downsample_rate"), "fold": str(self.fold),
                 "store": str(s.path), "step": self.step, "dev_uar": self.best["score"],
-                "real_fit": self.cfg["train"]["real_fit"]}
-        return ck.export_generator(path, self.G, self.cfg["model"], self.data.mean, self.data.std,
+                "real_fit": self.cfg["train"]["real_fit"],
+                "ema_decay": self.ema.decay if self.ema is not None else None}
+        return ck.export_generator(path, self.eval_generator, self.cfg["model"], self.data.mean, self.data.std,
                                    s.label_map, self.data.class_counts(len(s.label_map)), info)
 
 
@@ -287,7 +309,7 @@ def _run(cfg, store, fold, pool_dir, run_dir, resume, device, rank, world) -> di
         saving = step % int(tr["save_every"]) == 0 or step == steps
         if main and evaluating:
             scores = t.quick_eval(dev)
-            log(step, "eval", {**scores, "train_seconds": t_train})
+            log(step, "eval", {**scores, "train_seconds": t_train, "lr_g": t.opt_g.param_groups[0]["lr"]})
             print(f"[distill] step {step}: quick-eval dev UAR {scores['dev_uar']:.4f}", flush=True)
             if t.best["score"] is None or scores["dev_uar"] > t.best["score"]:
                 t.best = {"score": scores["dev_uar"], "step": step}
