@@ -185,3 +185,17 @@ def test_vectors_become_typical_length_sequences_for_deep_models():
     frames = [np.ones((7, 2), np.float32), np.zeros((1, 2), np.float32)]
     out = as_sequences(ERData(frames, np.array([0, 1])), length=4)
     assert [f.shape for f in out.features] == [(7, 2), (4, 2)]  # real-length items stay as they are
+
+
+def test_plots_of_a_full_size_only_grid(tmp_path):
+    """A grid with no numeric budget (Table 4 runs: budgets [full]) has no UAR-vs-budget axis:
+    the report skips that figure instead of failing on an empty log-scaled axis."""
+    pytest.importorskip("matplotlib")
+    from s3prl_dd.pipeline.plots import write_plots
+
+    cfg = load_pipeline_config(write_cfg(tmp_path, budgets=["full"], balance=["imbalanced"]))
+    records = [{"source": "real", "downstream": "linear", "test_uar": 80.0, "fold": 1, "seed": 0}]
+    md = "\n".join(write_plots(tmp_path, cfg, records))
+    assert "uar_vs_budget" not in md and not list(tmp_path.glob("uar_vs_budget_*.png"))
+    cfg = load_pipeline_config(write_cfg(tmp_path, budgets=[2, "full"], balance=["balanced"]))
+    assert "uar_vs_budget_linear.png" in "\n".join(write_plots(tmp_path, cfg, records))

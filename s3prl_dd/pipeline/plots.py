@@ -17,8 +17,10 @@ from .config import for_downstream, gan_key, variants_for  # noqa: E402
 from .records import match, methods, per_fold  # noqa: E402
 
 
-def _uar_vs_budget(run: Path, cfg: dict, records: list[dict], ds: str) -> str:
+def _uar_vs_budget(run: Path, cfg: dict, records: list[dict], ds: str) -> str | None:
     budgets = [b for b in cfg["budgets"] if b != "full"]
+    if not budgets:  # a full-size-only grid (e.g. Table 4 runs) has no budget axis
+        return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name, sel in methods(cfg):
         means, stds = [], []
@@ -31,6 +33,7 @@ def _uar_vs_budget(run: Path, cfg: dict, records: list[dict], ds: str) -> str:
     if real:
         ax.axhline(np.mean(real), color="k", ls="--", label="full real")
     ax.set_xscale("log")
+    ax.set_xlim(min(budgets) / 1.5, max(budgets) * 1.5)  # also when no method has a value yet
     ax.set_xticks(budgets, [str(b) for b in budgets])
     ax.set_xlabel("points per class")
     ax.set_ylabel("test UAR (%), mean ± std over folds")
@@ -121,7 +124,8 @@ def _gan_curves(run: Path, cfg: dict) -> str | None:
 def write_plots(run: Path, cfg: dict, records: list[dict]) -> list[str]:
     md = ["## Figures", ""]
     for ds in cfg["downstreams"]:
-        md.append(f"![UAR vs budget, {ds}]({_uar_vs_budget(run, for_downstream(cfg, ds), records, ds)})")
+        if plot := _uar_vs_budget(run, for_downstream(cfg, ds), records, ds):
+            md.append(f"![UAR vs budget, {ds}]({plot})")
     proj = _projection(run, cfg)
     if proj:
         md.append(f"![real vs generated]({proj})")
