@@ -49,8 +49,9 @@ def fold_probe(cfg: dict, run: Path, fold: int, ctx_box: list) -> dict:
     keeps a single fold in ``sid_probe.json`` (and the run's report.md shows the first fold)."""
     cfg = {**cfg, "probe": {**cfg["probe"], "fold": fold}}
     kept = run / f"sid_probe-fold{fold}.json"
-    if kept.is_file() and json.loads(kept.read_text()).get("pipeline_probe") == probe_settings(cfg):
-        return json.loads(kept.read_text())
+    block = json.loads(kept.read_text()) if kept.is_file() else None
+    if block is not None and block.get("pipeline_probe") == probe_settings(cfg):
+        return block
     block = finished_probe(cfg, run)  # the pipeline itself probed its first fold
     if block is None:
         with run_lock(run, "benchmarks/table4_upstreams.py"):

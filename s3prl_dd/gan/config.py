@@ -33,12 +33,6 @@ def resolve_config(cfg, overrides=None) -> dict:
     return utils.apply_overrides(utils.merge_config(DEFAULTS, cfg), overrides)
 
 
-def setting(cfg: dict, section: str, key: str):
-    """``cfg[section][key]``, or its default for a key newer than the config: a resumed run
-    reads its own config.yaml, which has no defaults merged in for keys added since it started."""
-    return cfg[section].get(key, DEFAULTS[section][key])
-
-
 def resolve_recorded(path, run_dir: Path, what: str):
     """A path a run recorded (relative to the directory it was started from): as recorded when
     it exists from here, else under an ancestor of the run directory (the run was started from
@@ -64,7 +58,9 @@ def prepare(cfg, store, fold, pool_dir, resume, out_dir, overrides):
         if not (run_dir / "config.yaml").is_file():
             raise UserError(f"--resume {run_dir}: not a GAN run directory (config.yaml missing)")
         saved = utils.load_yaml(run_dir / "config.yaml")
-        cfg = utils.apply_overrides(saved, overrides)  # e.g. train.steps=... to train longer
+        # over the defaults: a run saved before a key existed resumes with that key's default
+        # (and -o may set it); e.g. train.steps=... to train longer
+        cfg = resolve_config(saved, overrides)
         run = saved.get("run", {})
         store = store or resolve_recorded(run.get("store"), run_dir, "store")
         pool_dir = pool_dir or resolve_recorded(run.get("pool"), run_dir, "pool")

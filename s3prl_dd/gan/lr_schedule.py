@@ -12,7 +12,6 @@ import math
 import torch
 
 from ..utils import UserError
-from .config import setting
 
 SCHEDULES = ("constant", "cosine")
 
@@ -51,8 +50,8 @@ class LRSchedule:
     @classmethod
     def from_config(cls, cfg: dict, optimizers: list[torch.optim.Optimizer]) -> "LRSchedule":
         # Over train.steps as configured now: a resume that trains longer stretches the decay.
-        return cls(optimizers, int(cfg["train"]["steps"]), setting(cfg, "optim", "lr_schedule"),
-                   setting(cfg, "optim", "warmup_steps"), setting(cfg, "optim", "lr_min_ratio"))
+        opt = cfg["optim"]
+        return cls(optimizers, int(cfg["train"]["steps"]), opt["lr_schedule"], opt["warmup_steps"], opt["lr_min_ratio"])
 
     def set_step(self, step: int) -> None:
         """Set the lr of the generator step that follows ``step`` steps (and its critic steps)."""

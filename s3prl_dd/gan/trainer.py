@@ -30,7 +30,7 @@ from ..er.data import ERData
 from ..utils import UserError, pick_device
 from ..runlog import RunLog
 from . import checkpoint as ck
-from .config import load_pool, prepare, setting
+from .config import load_pool, prepare
 from . import losses as L
 from .ema import GeneratorEMA
 from .lr_schedule import LRSchedule
@@ -67,7 +67,7 @@ class GANTrainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=float(opt["lr_g"]), betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=float(opt["lr_d"]), betas=betas)
         self.lr_schedule = LRSchedule.from_config(cfg, [self.opt_g, self.opt_d])
-        decay = setting(cfg, "train", "ema_decay")
+        decay = tr["ema_decay"]
         self.ema = GeneratorEMA(self.G, float(decay)) if decay is not None else None
         self.data = RealData(store, fold, cfg["model"], device, tr["real_fit"])
         self.stream = ShardedStream(len(self.data), self.seed, rank, world)
