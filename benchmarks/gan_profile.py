@@ -1,6 +1,6 @@
 """Where a GAN generator step's time goes: ``GANTrainer.train_step`` split into phases.
 
-    python benchmarks/gan_profile.py [--configs gan_mlp_cpu gan_att_cpu gan_cnn_cpu] [--dim 256]
+    python benchmarks/gan_profile.py [--configs gan_mlp_cpu gan_att_cpu gan_att_ssl_cpu gan_cnn_cpu] [--dim 256]
         [--steps 10] [--threads 1] [--device cpu] [-o a.b=v,,c=w] [--out benchmarks/results/gan_profile.json]
 
 Data as benchmarks/gan_throughput.py (its ``random_store``; ``model.D`` set to ``--dim``, 256 =
@@ -52,7 +52,7 @@ from s3prl_dd.gan.models import count_parameters  # noqa: E402
 from s3prl_dd.utils import UserError, atomic_write_json, config_path  # noqa: E402
 
 PHASES = ("real", "critic_fake", "critic_fwd", "gp", "critic_bwd", "g_fwd", "teacher", "g_loss", "g_bwd", "other")
-DEFAULT_CONFIGS = ("gan_mlp_cpu", "gan_att_cpu", "gan_cnn_cpu")
+DEFAULT_CONFIGS = ("gan_mlp_cpu", "gan_att_cpu", "gan_att_ssl_cpu", "gan_cnn_cpu")
 # A pool as gan_throughput.py's: the teachers' cost per forward does not depend on how long they trained.
 POOL_OVERRIDES = ("runner.total_steps=20,,runner.eval_step=10,,"
                   "pool.seeds=[0],,pool.checkpoints_per_seed=3,,pool.first_step=5")

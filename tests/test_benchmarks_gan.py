@@ -96,3 +96,15 @@ def test_lambda_sweep_choice_breaks_ties_to_smaller_lambdas():
     runs = [{"lambda_div": a, "lambda_sml": b, "best_dev_uar": u}
             for a, b, u in [(10, 0, 0.5), (1, 10, 0.6), (1, 1, 0.6), (0, 0, 0.4)]]
     assert (choose(runs)["lambda_div"], choose(runs)["lambda_sml"]) == (1, 1)
+
+
+def test_gan_att_choice_crop_uar_is_seeded_and_scores_every_length(env):
+    bench = _load("gan_att_choice")
+    store = env["store"]
+    fold = store.fold_names()[0]
+    r = bench.crop_uar(store, fold)
+    assert set(r) == {"16", "32", "64", "128", "whole"} and all(0.0 <= v <= 1.0 for v in r.values())
+    assert bench.crop_uar(store, fold) == r  # seeded
+    # every candidate config resolves with its overrides
+    for cfg, over in bench.CANDIDATES.values():
+        assert resolve_config(str(cfg), over.replace("model.D=auto", "model.D=8"))["model"]["arch"] == "gan_att"

@@ -9,6 +9,7 @@ from torch import nn
 from s3prl_dd.gan import losses as L
 from s3prl_dd.gan.data import crop_or_tile, fit_real
 from s3prl_dd.gan.models import TimeSelfAttention, build_gan, count_parameters, size_on_disk_bytes
+from s3prl_dd.gan.time_conv import TimeTokenAttention
 from s3prl_dd.utils import UserError, load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +21,9 @@ TINY = {
                     attn_after=4, attn_dim=8, attn_heads=2, d_channels=[2] * 8,
                     d_strides=[[1, 2], 2, 1, 1, 1, 1, 1, 1], d_dilations=[1, 1, 1, 1, 2, 1, 2, 1]),
     "gan_mlp": dict(BASE, T=1, arch="gan_mlp", g_hidden=[16], d_hidden=[16, 8]),
+    "gan_att_1d": dict(BASE, arch="gan_att", conv="1d", g_init_channels=4, g_channels=[4, 3], g_up=[2, 2],
+                       g_dilations=[1, 2], attn_after=3, attn_dim=8, attn_heads=2, d_channels=[4, 4, 4],
+                       d_strides=[2, 2, 1], d_kernel_size=[5, 3, 3]),
 }
 
 
@@ -60,7 +64,7 @@ def test_conditional_generation_depends_on_y(arch):
 def test_no_tanh_outputs_are_unbounded(arch):
     G, _ = build_gan(TINY[arch])
     assert not any(isinstance(m, nn.Tanh) for m in G.modules())
-    last = [m for m in G.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
+    last = [m for m in G.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)) and m.weight.any()][-1]
     with torch.no_grad():
         last.weight.mul_(100.0)
         assert G(G.sample_noise(torch.arange(3))).abs().max() > 1.0
@@ -97,6 +101,29 @@ def test_att_has_one_time_attention_after_the_fourth_conv():
     assert any(m.dilation == (2, 2) for m in body if isinstance(m, nn.Conv2d))
     cnn, _ = build_gan(TINY["gan_cnn"])
     assert not any(isinstance(m, TimeSelfAttention) for m in cnn.modules())
+
+
+def test_1d_convs_treat_feature_units_as_unordered_channels():
+    cfg = TINY["gan_att_1d"]
+    G, D = build_gan(cfg)
+    assert not any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in [*G.modules(), *D.modules()])
+    body = list(G.body)
+    attn = [i for i, m in enumerate(body) if isinstance(m, TimeTokenAttention)]
+    assert len(attn) == 1
+    assert len([m for m in body[: attn[0]] if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]) == 3
+    # Permuting the D units of the input, and the first conv's input channels alike, leaves the
+    # critic unchanged: no kernel assumes neighbouring units are related (a 2-D kernel does).
+    x, perm = torch.randn(2, cfg["T"], cfg["D"]), torch.randperm(cfg["D"])
+    before = D(x)[0]
+    with torch.no_grad():
+        D.layers[0][0].weight.copy_(D.layers[0][0].weight[:, perm])
+    assert torch.allclose(D(x[..., perm])[0], before, atol=1e-5)
+    with pytest.raises(UserError, match="g_final_up"):
+        build_gan(dict(cfg, g_final_up=2))
+    with pytest.raises(UserError, match="conv"):
+        build_gan(dict(cfg, conv="3d"))
+    with pytest.raises(UserError, match="g_up"):
+        build_gan(dict(cfg, g_up=[[1, 2], 2]))
 
 
 def test_discriminator_has_no_batchnorm_and_gp_runs():
@@ -153,7 +180,7 @@ def test_fit_real_uses_the_time_mean_for_mlp():
 def test_shipped_configs_are_complete():
     paths = sorted(glob.glob(str(ROOT / "downstream_configs/gan/*.yaml")))
     assert {Path(p).stem for p in paths} >= {"gan_cnn_paper", "gan_att_paper", "gan_cnn_cpu",
-                                             "gan_att_cpu", "gan_mlp_cpu"}
+                                             "gan_att_cpu", "gan_att_ssl_cpu", "gan_mlp_cpu"}
     for path in paths:
         cfg = load_yaml(path)
         assert set(cfg["loss"]) >= {"lambda_gp", "lambda_cls_real", "lambda_cls_fake", "lambda_fm",

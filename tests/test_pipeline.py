@@ -30,6 +30,19 @@ def write_cfg(tmp_path, **over) -> Path:
     return path
 
 
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "downstream_configs" / "pipeline").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_shipped_pipeline_configs_validate_and_their_gan_overrides_apply(path):
+    from s3prl_dd.gan.config import resolve_config
+    from s3prl_dd.utils import config_path
+
+    cfg = load_pipeline_config(path)
+    for arch in cfg["gan"]["archs"]:
+        over = (cfg["gan"]["overrides"].get(arch) or "").replace("model.D=auto", "model.D=256")
+        gan = resolve_config(str(config_path(cfg["gan"]["configs"][arch])), over or None)
+        assert gan["model"]["arch"] == arch
+
+
 def test_class_counts_budgets():
     real = [40, 30, 20, 10]
     assert class_counts(5, "balanced", real) == {"neu": 5, "hap": 5, "ang": 5, "sad": 5}

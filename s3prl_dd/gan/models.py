@@ -5,6 +5,9 @@ generator's noise is z = [one-hot(y) ⊕ e], e ~ N(0, I) of ``noise_dim``.
 - ``gan_cnn``: 2D convolutions over the (1, T, D) map (paper's GAN-CNN).
 - ``gan_att``: the same with fewer channels, dilated convs and one self-attention over time after
   the 4th generator conv layer (paper's GAN-ATT).
+- ``model.conv: 1d`` (beyond the paper, ``s3prl_dd.gan.time_conv``): GAN-CNN / GAN-ATT with the
+  D feature units as channels and convolutions over time only, for SSL features whose units
+  have no order.
 - ``gan_mlp``: beyond the paper, for the SUPERB ER model, which is linear in the utterance's
   time mean: the generator makes one D-dim vector, returned as (B, 1, D) (T = 1 features).
 
@@ -191,6 +194,18 @@ class MLPGenerator(ConditionalGenerator):
 
 
 # ============================================================================ discriminators
+def critic_forward(critic: nn.Module, h: torch.Tensor, return_features: bool):
+    """A discriminator's ``layers`` on h, then its two heads on the flattened output:
+    critic (B,), logits (B, C)[, every layer's output for feature matching (Eq. 3)]."""
+    feats = []
+    for layer in critic.layers:
+        h = layer(h)
+        feats.append(h)
+    h = h.flatten(1)
+    out = (critic.critic(h).squeeze(-1), critic.classifier(h))
+    return (*out, feats) if return_features else out
+
+
 class ConvDiscriminator(nn.Module):
     """Paper's discriminator: conv layers (8 in the paper) over the (1, T, D) map, each with
     LayerNorm-like GroupNorm(1, C) + LeakyReLU(0.2), strides shrinking T and D, then two linear
@@ -226,13 +241,7 @@ class ConvDiscriminator(nn.Module):
         """x (B, T, D) -> critic (B,), logits (B, C)[, the M layer outputs for Eq. 3]."""
         if tuple(x.shape[1:]) != (self.T, self.D):
             raise ValueError(f"discriminator expects (B, {self.T}, {self.D}), got {tuple(x.shape)}")
-        h, feats = x.unsqueeze(1), []
-        for layer in self.layers:
-            h = layer(h)
-            feats.append(h)
-        h = h.flatten(1)
-        out = (self.critic(h).squeeze(-1), self.classifier(h))
-        return (*out, feats) if return_features else out
+        return critic_forward(self, x.unsqueeze(1), return_features)
 
 
 class MLPDiscriminator(nn.Module):
@@ -253,12 +262,7 @@ class MLPDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, return_features: bool = False):
         if x.dim() != 3 or x.shape[-1] != self.D:
             raise ValueError(f"discriminator expects (B, T, {self.D}), got {tuple(x.shape)}")
-        h, feats = x.mean(1), []
-        for layer in self.layers:
-            h = layer(h)
-            feats.append(h)
-        out = (self.critic(h).squeeze(-1), self.classifier(h))
-        return (*out, feats) if return_features else out
+        return critic_forward(self, x.mean(1), return_features)
 
 
 # ============================================================================ factory
@@ -268,6 +272,7 @@ _KEYS = {
                           "d_channels", "d_strides", "d_dilations", "d_kernel_size"},
     "gan_mlp": _COMMON | {"g_hidden", "d_hidden"},
 }
+_KEYS["gan_cnn"] |= {"conv"}
 _KEYS["gan_att"] = _KEYS["gan_cnn"] | {"attn_after", "attn_dim", "attn_heads"}
 
 
@@ -292,19 +297,29 @@ def build_gan(cfg: Mapping) -> tuple[ConditionalGenerator, nn.Module]:
             raise UserError("model.T must be 1 for gan_mlp (it generates utterance means)")
         return (MLPGenerator(D, C, noise, _require(cfg, "g_hidden")),
                 MLPDiscriminator(D, C, _require(cfg, "d_hidden")))
-    T = _require(cfg, "T")
-    generator = ConvGenerator(
+    T, conv = _require(cfg, "T"), cfg.get("conv", "2d")
+    if conv == "2d":
+        G, Dis, g_extra = ConvGenerator, ConvDiscriminator, {"final_up": cfg.get("g_final_up", 1)}
+    elif conv == "1d":
+        from s3prl_dd.gan.time_conv import TimeConvDiscriminator, TimeConvGenerator
+
+        if cfg.get("g_final_up", 1) != 1:
+            raise UserError("model.g_final_up must be 1 with model.conv=1d (the output layer maps channels to D)")
+        G, Dis, g_extra = TimeConvGenerator, TimeConvDiscriminator, {}
+    else:
+        raise UserError(f"model.conv '{conv}' is not one of 2d, 1d")
+    generator = G(
         T, D, C, noise,
         init_channels=_require(cfg, "g_init_channels"),
         channels=_require(cfg, "g_channels"),
         up=cfg.get("g_up", 2),
         dilations=cfg.get("g_dilations", 1),
-        final_up=cfg.get("g_final_up", 1),
         attn_after=cfg.get("attn_after", 4) if arch == "gan_att" else None,
         attn_dim=cfg.get("attn_dim", 256),
         attn_heads=cfg.get("attn_heads", 4),
+        **g_extra,
     )
-    discriminator = ConvDiscriminator(
+    discriminator = Dis(
         T, D, C,
         channels=_require(cfg, "d_channels"),
         strides=cfg.get("d_strides", 2),
