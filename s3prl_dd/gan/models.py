@@ -268,11 +268,10 @@ class MLPDiscriminator(nn.Module):
 # ============================================================================ factory
 _COMMON = {"arch", "T", "D", "num_classes", "noise_dim"}
 _KEYS = {
-    "gan_cnn": _COMMON | {"g_init_channels", "g_channels", "g_up", "g_dilations", "g_final_up",
+    "gan_cnn": _COMMON | {"conv", "g_init_channels", "g_channels", "g_up", "g_dilations", "g_final_up",
                           "d_channels", "d_strides", "d_dilations", "d_kernel_size"},
     "gan_mlp": _COMMON | {"g_hidden", "d_hidden"},
 }
-_KEYS["gan_cnn"] |= {"conv"}
 _KEYS["gan_att"] = _KEYS["gan_cnn"] | {"attn_after", "attn_dim", "attn_heads"}
 
 
