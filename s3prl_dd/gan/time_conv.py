@@ -17,10 +17,8 @@ import math
 import torch
 from torch import nn
 
-from s3prl_dd.gan.models import ConditionalGenerator, TimeSelfAttention, critic_forward
+from s3prl_dd.gan.models import LEAK, ConditionalGenerator, TimeSelfAttention, critic_forward
 from s3prl_dd.utils import UserError, exists
-
-LEAK = 0.2
 
 
 def _per_layer(value, n: int, what: str) -> list[int]:
