@@ -30,12 +30,15 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from lambda_sweep import gan_run  # noqa: E402
+
+from s3prl_dd import metrics  # noqa: E402
 from s3prl_dd.er.pool import build_pool  # noqa: E402
 from s3prl_dd.er.train import er_config  # noqa: E402
 from s3prl_dd.features.store import FeatureStore  # noqa: E402
-from s3prl_dd.gan import checkpoint as ck  # noqa: E402
-from s3prl_dd.gan.trainer import train_gan  # noqa: E402
+from s3prl_dd.gan.data import crop_or_tile  # noqa: E402
 from s3prl_dd.utils import apply_overrides, atomic_write_json  # noqa: E402
 
 GAN_DIR = ROOT / "downstream_configs" / "gan"
@@ -50,14 +53,10 @@ CANDIDATES = {
 POOL_OVERRIDES = "runner.total_steps=5000,,datarc.standardize=False,,pool.seeds=[0],,pool.checkpoints_per_seed=5"
 
 
-def _uar(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
-
-
 def crop_uar(store: FeatureStore, fold: str, seed: int = 0) -> dict:
     """Dev UAR of a whole-utterance linear model on T-frame crop means, per T."""
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    crops = torch.Generator().manual_seed(seed)
     tr, dv = store.split(fold, "train"), store.split(fold, "dev")
     x, y = torch.tensor(store.pooled(tr)), torch.tensor(store.labels(tr))
     mu, sd = x.mean(0), x.std(0) + 1e-5
@@ -69,37 +68,19 @@ def crop_uar(store: FeatureStore, fold: str, seed: int = 0) -> dict:
         opt.step()
     out = {}
     for T in CROPS:
-        means = []
-        for i in dv:
-            f = store.features(i)
-            if T and len(f) > T:
-                start = rng.integers(0, len(f) - T + 1)
-                f = f[start:start + T]
-            elif T and len(f) < T:
-                f = np.resize(f, (T, f.shape[1]))  # tiled, as the GAN's real batches (real_fit: tile)
-            means.append(f.mean(0))
+        # the GAN's own real-batch rule (s3prl_dd.gan.data.crop_or_tile: crop, or tile if shorter)
+        feats = [torch.from_numpy(store.features(i)) for i in dv]
+        means = torch.stack([(crop_or_tile(f, T, crops) if T else f).mean(0) for f in feats])
         with torch.no_grad():
-            pred = model((torch.tensor(np.stack(means)) - mu) / sd).argmax(1).numpy()
-        out["whole" if T == 0 else str(T)] = _uar(store.labels(dv), pred)
+            pred = model((means - mu) / sd).argmax(1).numpy()
+        out["whole" if T == 0 else str(T)] = metrics.uar(store.labels(dv), pred)
     return out
 
 
 def gan_curve(name: str, store, fold: str, pool, work: Path, device: str) -> dict:
     cfg, over = CANDIDATES[name]
-    out = work / name
-    runs = sorted(p for p in out.glob("*") if (p / "config.yaml").is_file()) if out.is_dir() else []
-    if not (runs and (runs[-1] / "result.json").is_file()):
-        resume = runs[-1] if runs and ck.latest_checkpoint(runs[-1]) is not None else False
-        train_gan(None if resume else str(cfg), store, fold, pool_dir=pool, out_dir=out, resume=resume,
-                  device=device, overrides=None if resume else over, name=f"gan_att-{fold}")
-        runs = sorted(p for p in out.glob("*") if (p / "result.json").is_file())
-    run = runs[-1]
-    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    result = json.loads((run / "result.json").read_text())
-    return {"config": str(Path(cfg).relative_to(ROOT)), "override": over, "run_dir": str(run),
-            "best_step": result["best_step"], "best_dev_uar": result["best_dev_uar"], "steps": result["step"],
-            "train_seconds": result["train_seconds"],
-            "dev_curve": [[r["step"], r["dev_uar"]] for r in recs if r.get("split") == "eval"]}
+    return {"config": str(Path(cfg).relative_to(ROOT)), "override": over,
+            **gan_run(cfg, store, fold, pool, work / name, over, device)}
 
 
 def main(argv=None) -> int:

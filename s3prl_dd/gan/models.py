@@ -48,10 +48,11 @@ def _pairs(value, n: int, what: str) -> list[tuple[int, int]]:
     return [(int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1])) for v in value]
 
 
-def _ints(value, n: int, what: str) -> list[int]:
+def ints_per_layer(value, n: int, what: str) -> list[int]:
+    """A scalar, or a list of n integers (one per layer) -> n integers."""
     value = [value] * n if isinstance(value, int) else list(value)
-    if len(value) != n:
-        raise UserError(f"model.{what}: expected {n} entries, got {len(value)}")
+    if len(value) != n or not all(isinstance(v, int) for v in value):
+        raise UserError(f"model.{what}: expected {n} integers (one per layer), got {value}")
     return [int(v) for v in value]
 
 
@@ -144,7 +145,7 @@ class ConvGenerator(ConditionalGenerator):
                  final_up=1, attn_after=None, attn_dim=256, attn_heads=4):
         super().__init__(T, D, num_classes, noise_dim)
         n = len(channels)
-        ups, dils = _pairs(up, n, "g_up"), _ints(dilations, n, "g_dilations")
+        ups, dils = _pairs(up, n, "g_up"), ints_per_layer(dilations, n, "g_dilations")
         final_t, final_d = (final_up, final_up) if isinstance(final_up, int) else map(int, final_up)
         t = math.ceil(T / (final_t * math.prod(u[0] for u in ups)))
         f = math.ceil(D / (final_d * math.prod(u[1] for u in ups)))
@@ -216,7 +217,7 @@ class ConvDiscriminator(nn.Module):
     def __init__(self, T, D, num_classes, channels, strides=2, dilations=1, kernel_size=3):
         super().__init__()
         self.T, self.D, n = T, D, len(channels)
-        strides, dils = _pairs(strides, n, "d_strides"), _ints(dilations, n, "d_dilations")
+        strides, dils = _pairs(strides, n, "d_strides"), ints_per_layer(dilations, n, "d_dilations")
         kernels = _pairs(kernel_size, n, "d_kernel_size")
         layers, c_in, t, f = [], 1, T, D
         for c_out, (st, sd), (kt, kd), dil in zip(channels, strides, kernels, dils):

@@ -17,15 +17,8 @@ import math
 import torch
 from torch import nn
 
-from s3prl_dd.gan.models import LEAK, ConditionalGenerator, TimeSelfAttention, critic_forward
+from s3prl_dd.gan.models import LEAK, ConditionalGenerator, TimeSelfAttention, critic_forward, ints_per_layer
 from s3prl_dd.utils import UserError, exists
-
-
-def _per_layer(value, n: int, what: str) -> list[int]:
-    value = [value] * n if isinstance(value, int) else list(value)
-    if len(value) != n or not all(isinstance(v, int) for v in value):
-        raise UserError(f"model.{what}: with model.conv=1d expected {n} integers (one per layer), got {value}")
-    return value
 
 
 def _bn_act(channels: int) -> list[nn.Module]:
@@ -49,7 +42,7 @@ class TimeConvGenerator(ConditionalGenerator):
                  attn_after=None, attn_dim=256, attn_heads=4):
         super().__init__(T, D, num_classes, noise_dim)
         n = len(channels)
-        ups, dils = _per_layer(up, n, "g_up"), _per_layer(dilations, n, "g_dilations")
+        ups, dils = ints_per_layer(up, n, "g_up"), ints_per_layer(dilations, n, "g_dilations")
         t = math.ceil(T / math.prod(ups))
         self.init_shape = (init_channels, t)
         self.project = nn.Linear(self.z_dim, init_channels * t)
@@ -84,8 +77,8 @@ class TimeConvDiscriminator(nn.Module):
     def __init__(self, T, D, num_classes, channels, strides=2, dilations=1, kernel_size=3):
         super().__init__()
         self.T, self.D, n = T, D, len(channels)
-        strides, dils = _per_layer(strides, n, "d_strides"), _per_layer(dilations, n, "d_dilations")
-        kernels = _per_layer(kernel_size, n, "d_kernel_size")
+        strides, dils = ints_per_layer(strides, n, "d_strides"), ints_per_layer(dilations, n, "d_dilations")
+        kernels = ints_per_layer(kernel_size, n, "d_kernel_size")
         layers, c_in, t = [], D, T
         for c_out, s, k, dil in zip(channels, strides, kernels, dils):
             if k < s:
