@@ -1,4 +1,4 @@
-"""Smoke tests of benchmarks/gan_profile.py and benchmarks/lambda_sweep.py on tiny data."""
+"""Tests of the benchmark scripts (gan_profile, lambda_sweep, gan_att_choice, same_cells) on tiny data."""
 import importlib.util
 import json
 from pathlib import Path
@@ -108,3 +108,16 @@ def test_gan_att_choice_crop_uar_is_seeded_and_scores_every_length(env):
     # every candidate config resolves with its overrides
     for cfg, over in bench.CANDIDATES.values():
         assert resolve_config(str(cfg), over.replace("model.D=auto", "model.D=8"))["model"]["arch"] == "gan_att"
+
+
+def test_same_cells_counts_shared_cells_and_names_those_that_differ(tmp_path):
+    same_cells = _load("same_cells")
+    rec = {"fold": 1, "seed": 0, "downstream": "linear", "source": "random", "arch": None, "variant": None,
+           "gan_seed": None, "ppc": 5, "balance": "balanced", "recipe": "r1", "predictions": "0123", "test_uar": 50.0}
+    a = [rec, {**rec, "ppc": 20, "predictions": "0000", "test_uar": 25.0}, {**rec, "fold": 2}]
+    b = [rec, {**rec, "ppc": 20, "predictions": "0001", "test_uar": 40.0}, {**rec, "recipe": "r2"}]
+    for name, recs in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"records": recs}))
+    res = same_cells.compare(tmp_path / "a.json", tmp_path / "b.json")
+    assert (res["shared"], res["identical_predictions"], res["max_test_uar_gap"]) == (2, 1, 15.0)
+    assert [d["ppc"] for d in res["differing"]] == [20]

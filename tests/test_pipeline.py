@@ -9,6 +9,7 @@ from s3prl_dd.pipeline import cells as cells_mod
 from s3prl_dd.pipeline import run as run_mod
 from s3prl_dd.pipeline.cells import class_counts, enumerate_cells
 from s3prl_dd.pipeline.config import for_downstream, load_pipeline_config
+from s3prl_dd.pipeline.records import methods
 from s3prl_dd.utils import UserError
 
 TINY = {
@@ -64,6 +65,18 @@ def test_grid_cells_and_bad_config(tmp_path):
     assert archs == {("gan", "gan_mlp"), ("gan", "gan_att"), ("gan_latent", "gan_mlp")}
     with pytest.raises(UserError, match="distill_archs"):
         load_pipeline_config(write_cfg(tmp_path, gan={**TINY["gan"], "distill_archs": ["gan_cnn"]}))
+    # a slow downstream may score some archs' generators only; every GAN is still trained
+    cfg = load_pipeline_config(write_cfg(tmp_path, sources=["random", "gan"], downstreams=["linear", "deep"],
+                                         gan={**TINY["gan"], "archs": ["gan_mlp", "gan_att"]},
+                                         per_downstream={"deep": {"archs": ["gan_att"], "budgets": [1]}}))
+    by_ds = {ds: {c["arch"] for c in enumerate_cells(cfg) if c["downstream"] == ds and c["source"] == "gan"}
+             for ds in ("linear", "deep")}
+    assert by_ds == {"linear": {"gan_mlp", "gan_att"}, "deep": {"gan_att"}}
+    assert {sel.get("arch") for _, sel in methods(for_downstream(cfg, "deep"))} == {None, "gan_att"}  # report rows
+    assert cfg["gan"]["archs"] == ["gan_mlp", "gan_att"]
+    with pytest.raises(UserError, match="per_downstream.deep.archs"):
+        load_pipeline_config(write_cfg(tmp_path, downstreams=["linear", "deep"], gan={**TINY["gan"], "archs": ["gan_mlp"]},
+                                       per_downstream={"deep": {"archs": ["gan_att"]}}))
     with pytest.raises(UserError, match="probe"):
         load_pipeline_config(write_cfg(tmp_path, probe={"enabled": True, "colour": 1}))
     with pytest.raises(UserError, match="variant"):

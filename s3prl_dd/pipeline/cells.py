@@ -56,11 +56,11 @@ def is_done(cell: dict, cfg: dict, cell_dir: Path) -> bool:
 def enumerate_cells(cfg: dict) -> list[dict]:
     """Every cell of the grid, in an order that finishes whole folds first."""
     cells = []
-    gans = [(a, v) for a in cfg["gan"]["archs"] for v in variants_for(cfg, a)]
     for fold, ds in itertools.product(cfg["folds"], cfg["downstreams"]):
         sub = for_downstream(cfg, ds)
         if fold not in sub["folds"]:
             continue
+        gans = [(a, v) for a in sub["gan"]["archs"] for v in variants_for(cfg, a)]
         budgets = [(p, b) for p in sub["budgets"] for b in sub["balance"]]
         if sub.get("table3"):
             budgets += [(p, b) for p in ("min", "full") for b in ("balanced", "imbalanced") if (p, b) not in budgets]

@@ -37,7 +37,8 @@ DEFAULTS = {
     "table3": True,                     # real vs GAN at the balanced-minority size and full size
     "downstreams": ["linear"],
     "per_downstream": {},               # a smaller grid for a slow downstream, e.g.
-                                        # {deep: {sources: [real, random, gan], budgets: [5, 20], seeds: [0], table3: false}}
+                                        # {deep: {sources: [real, random, gan], budgets: [5, 20], seeds: [0], table3: false,
+                                        #         archs: [gan_att]}}
                                         # and its own distill options: {deep: {distill: {dm: {frames: true}}}}
     "distill": {},                      # per-source options for gan_latent / gan_herding / dm (over downstream_configs/distill/)
     # Table 4 (SID privacy probe) from the run's own ER models: s3prl_dd/pipeline/privacy.py
@@ -52,16 +53,20 @@ DEFAULTS = {
 }
 
 
-PER_DOWNSTREAM_KEYS = {"sources", "budgets", "seeds", "folds", "table3", "balance", "distill"}
+PER_DOWNSTREAM_KEYS = {"sources", "budgets", "seeds", "folds", "table3", "balance", "distill", "archs"}
 
 
 def for_downstream(cfg: dict, ds: str) -> dict:
     """The grid settings that apply to downstream ``ds``. Its ``distill`` options go over the
-    shared ones source by source (e.g. frame-level DM for a model that uses time)."""
+    shared ones source by source (e.g. frame-level DM for a model that uses time); its ``archs``
+    narrow the GANs whose samples it scores (every GAN of ``gan.archs`` is still trained)."""
     sub = cfg["per_downstream"].get(ds, {})
     distill = {s: merge_config(cfg["distill"].get(s, {}), sub.get("distill", {}).get(s))
                for s in dict.fromkeys([*cfg["distill"], *sub.get("distill", {})])}
-    return {**cfg, **sub, "distill": distill}
+    out = {**cfg, **{k: v for k, v in sub.items() if k != "archs"}, "distill": distill}
+    if "archs" in sub:
+        out["gan"] = {**cfg["gan"], "archs": list(sub["archs"])}
+    return out
 
 
 def load_pipeline_config(path, overrides=None) -> dict:
@@ -134,6 +139,8 @@ def validate(cfg: dict) -> None:
             raise UserError(f"per_downstream.{ds}: a listed downstream with keys from {sorted(PER_DOWNSTREAM_KEYS)}")
         if not set(sub.get("sources", [])) <= set(cfg["sources"]):
             raise UserError(f"per_downstream.{ds}.sources must be a subset of sources")
+        if not isinstance(sub.get("archs", []), list) or not set(sub.get("archs", [])) <= set(cfg["gan"]["archs"]):
+            raise UserError(f"per_downstream.{ds}.archs must be a list, a subset of gan.archs")
     from ..distill.sources import DEFAULTS as OPTIONED  # the sources that take options
 
     for where, distill in [("distill", cfg["distill"])] + [(f"per_downstream.{d}.distill", sub.get("distill", {}))
