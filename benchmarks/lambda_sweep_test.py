@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -38,13 +40,19 @@ def generators(sweep: dict, fold: int) -> dict[str, Path]:
     return {"baseline": Path(base["run_dir"]) / "generator.pt", "tuned": Path(chosen["run_dir"]) / "generator.pt"}
 
 
-def cells_for(fold: int, budgets, seeds) -> list[dict]:
+def sweep_arch(sweep: dict) -> str:
+    """The GANs' arch, from the resolved config saved beside the sweep's first run."""
+    cfg = yaml.safe_load((Path(sweep["runs"][0]["run_dir"]) / "config.yaml").read_text())
+    return cfg["model"]["arch"]
+
+
+def cells_for(fold: int, budgets, seeds, arch: str = "gan_mlp") -> list[dict]:
     base = {"fold": fold, "downstream": "linear", "arch": None, "variant": None, "losses": [], "gan_seed": None}
     out = [{**base, "seed": s, "source": "real", "ppc": "full", "balance": "imbalanced"} for s in seeds]
     for s in seeds:
         for b in budgets:
             out.append({**base, "seed": s, "source": "random", "ppc": b, "balance": "balanced"})
-            out += [{**base, "seed": s, "source": "gan", "arch": "gan_mlp", "variant": VARIANT[name], "gan_seed": 0,
+            out += [{**base, "seed": s, "source": "gan", "arch": arch, "variant": VARIANT[name], "gan_seed": 0,
                      "ppc": b, "balance": "balanced", "set": name} for name in ("baseline", "tuned")]
     return out
 
@@ -78,6 +86,7 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     sweep = json.loads(Path(a.sweep).read_text())
     folds = sorted(int(k[4:]) for k in sweep["choice"])
+    arch = sweep_arch(sweep)
     budgets, seeds = [int(b) for b in a.budgets.split(",")], [int(s) for s in a.seeds.split(",")]
     cfg = merge_config(DEFAULTS, {"name": "lambda_sweep_test", "upstream": "from the sweep's store"})
     work = Path(a.work)
@@ -86,8 +95,8 @@ def main(argv=None) -> None:
     for fold in folds:
         gens = generators(sweep, fold)
         ctx = {"cfg": cfg, "store": sweep["store"], "pools": {}, "device": "cpu", "run": str(work),
-               "generators": {gan_key("gan_mlp", VARIANT[n], fold, 0): str(g) for n, g in gens.items()}}
-        for cell in cells_for(fold, budgets, seeds):
+               "generators": {gan_key(arch, VARIANT[n], fold, 0): str(g) for n, g in gens.items()}}
+        for cell in cells_for(fold, budgets, seeds, arch):
             key = f"{cell_key(cell)}{'-' + cell['set'] if 'set' in cell else ''}"
             done = work / "cells" / f"{key}.json"
             gen = str(gens[cell["set"]]) if "set" in cell else None
@@ -100,7 +109,7 @@ def main(argv=None) -> None:
             print(f"  fold{fold} seed{cell['seed']} {set_name(cell)} {cell['ppc']} ppc: test UAR {rec['test_uar']:.1f} "
                   f"(best step {rec['best_step']} of {rec['steps']})", flush=True)
     summary = summarize(records, folds, budgets)
-    atomic_write_json({"sweep": a.sweep, "choice": sweep["choice"], "folds": folds, "budgets": budgets, "seeds": seeds,
+    atomic_write_json({"sweep": a.sweep, "arch": arch, "choice": sweep["choice"], "folds": folds, "budgets": budgets, "seeds": seeds,
                        "summary": summary, "records": [{k: v for k, v in r.items() if k not in ("predictions",)}
                                                        for r in records]}, a.out)
     print(f"\nfull real data: {summary['real']['mean']:.1f} ± {summary['real']['std']:.1f} (n={summary['real']['n']} folds)")

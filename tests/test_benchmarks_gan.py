@@ -1,4 +1,4 @@
-"""Tests of the benchmark scripts (gan_profile, lambda_sweep, gan_att_choice, same_cells) on tiny data."""
+"""Tests of the benchmark scripts (gan_profile, lambda_sweep(_test), gan_att_choice, same_cells, gan_seeds) on tiny data."""
 import importlib.util
 import json
 from pathlib import Path
@@ -121,3 +121,51 @@ def test_same_cells_counts_shared_cells_and_names_those_that_differ(tmp_path):
     res = same_cells.compare(tmp_path / "a.json", tmp_path / "b.json")
     assert (res["shared"], res["identical_predictions"], res["max_test_uar_gap"]) == (2, 1, 15.0)
     assert [d["ppc"] for d in res["differing"]] == [20]
+
+
+def _cell(fold, seed, source, uar, **kw):
+    gan = {"arch": "gan_mlp", "variant": kw.pop("variant"), "gan_seed": seed} if source == "gan" else {}
+    return {"fold": fold, "seed": seed, "downstream": "linear", "source": source, "arch": None, "variant": None,
+            "gan_seed": None, "ppc": 1, "balance": "balanced", "recipe": "r", "predictions": f"{uar}",
+            "test_uar": uar, **gan, **kw}
+
+
+def test_gan_seeds_pools_runs_and_pairs_fold_means_over_every_gan_seed(tmp_path):
+    bench = _load("gan_seeds")
+    a, b = [], []
+    for f in (1, 2, 3):
+        for s in (0, 1, 2):
+            cells = [_cell(f, s, "random", 50.0 + s), _cell(f, s, "gan", 60.0 + f + 3 * s, variant="div_sml"),
+                     _cell(f, s, "gan", 40.0, variant="baseline"),
+                     _cell(f, s, "real", 80.0 + f, ppc="full", balance="imbalanced")]
+            (a if s < 2 else b).extend(cells)
+    b.append(a[0])  # a shared cell that agrees is counted once
+    b.append(_cell(1, 7, "real", 10.0, ppc="full", balance="imbalanced"))  # no GAN on seed 7: left out
+    for name, recs in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"records": recs}))
+    res = bench.analyse(bench.pooled([tmp_path / "a.json", tmp_path / "b.json"]), "gan_mlp", "linear")
+    assert res["gan_seeds"] == [0, 1, 2] and res["downstream_seeds"] == [0, 1, 2]
+    row = res["by_budget"]["1"]
+    assert row["paired"]["div_sml - random"]["a_fold_uar"] == [64.0, 65.0, 66.0]  # 60 + f + mean(0, 3, 6)
+    assert row["paired"]["div_sml - random"]["mean_diff"] == pytest.approx(14.0)
+    assert row["paired"]["real - div_sml"]["a_fold_uar"] == [81.0, 82.0, 83.0]
+    assert row["paired"]["div_sml - random"]["b_fold_uar"] == [51.0, 51.0, 51.0]  # a[0] once, not twice
+    assert row["spread"]["div_sml"]["mean_std_over_seeds"] == pytest.approx(3.0)
+    assert row["spread"]["baseline"]["mean_std_over_seeds"] == 0.0 and row["spread"]["random"]["seeds_per_fold"] == [3]
+    only = bench.analyse([r for r in a if r.get("variant") != "baseline"], "gan_mlp", "linear")
+    assert only["variants"] == ["div_sml"] and set(only["by_budget"]["1"]["paired"]) == {"div_sml - random", "real - div_sml"}
+    b.append({**a[1], "predictions": "different"})
+    (tmp_path / "b.json").write_text(json.dumps({"records": b}))
+    with pytest.raises(SystemExit, match="disagree"):
+        bench.pooled([tmp_path / "a.json", tmp_path / "b.json"])
+
+
+def test_lambda_sweep_test_labels_cells_with_the_sweeps_own_arch(tmp_path):
+    bench = _load("lambda_sweep_test")
+    run = tmp_path / "run"
+    run.mkdir()
+    save_yaml({"model": {"arch": "gan_att"}}, run / "config.yaml")
+    assert bench.sweep_arch({"runs": [{"run_dir": str(run)}]}) == "gan_att"
+    cells = bench.cells_for(1, [1], [0], "gan_att")
+    assert {c["arch"] for c in cells if c["source"] == "gan"} == {"gan_att"}
+    assert {c["set"] for c in cells if c["source"] == "gan"} == {"baseline", "tuned"}
