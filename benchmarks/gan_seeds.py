@@ -27,11 +27,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from s3prl_dd import metrics  # noqa: E402
 from s3prl_dd.pipeline.records import match, paired_folds, per_fold  # noqa: E402
+from same_cells import KEY, by_key  # noqa: E402  (what makes two runs' cells the same cell)
 
-KEY = ("fold", "seed", "downstream", "source", "arch", "variant", "gan_seed", "ppc", "balance", "recipe")
 VARIANTS = ("baseline", "div_sml")
 
 
@@ -39,8 +40,7 @@ def pooled(paths: list[Path]) -> list[dict]:
     """Every distinct cell of the runs; a cell in two runs must agree to the prediction."""
     seen: dict[tuple, dict] = {}
     for path in paths:
-        for r in json.loads(path.read_text())["records"]:
-            k = tuple(r.get(x) for x in KEY)
+        for k, r in by_key(path).items():
             if k in seen and seen[k]["predictions"] != r["predictions"]:
                 raise SystemExit(f"error: {path} and an earlier run disagree on cell {dict(zip(KEY, k))}: "
                                  "not parts of one grid")
@@ -72,7 +72,7 @@ def analyse(records: list[dict], arch: str, downstream: str) -> dict:
     records = [r for r in records if r["downstream"] == downstream and r["seed"] in seeds]
     budgets = sorted({r["ppc"] for r in gan if r["balance"] == "balanced" and isinstance(r["ppc"], int)})
     variants = [v for v in VARIANTS if any(r["variant"] == v for r in gan)]
-    real = {"source": "real"}
+    real = {"source": "real", "ppc": "full", "balance": "imbalanced"}  # the report's full real data
     out = {"arch": arch, "downstream": downstream, "downstream_seeds": seeds,
            "gan_seeds": sorted({r["gan_seed"] for r in gan}), "variants": variants,
            "real": metrics.summarize(list(per_fold(records, **real).values())), "by_budget": {}}
