@@ -61,7 +61,9 @@ def set_name(cell: dict) -> str:
     return cell.get("set") or cell["source"]
 
 
-def summarize(records: list[dict], folds, budgets) -> dict:
+def summarize(records: list[dict], folds, budgets, sets=SETS, comparisons=COMPARISONS) -> dict:
+    """Per budget: each set's mean ± std over folds (a fold = the mean over its seeds) and the
+    paired tests over folds; ``real`` is the full-data row."""
     def fold_mean(name, ppc, fold):
         v = [r["test_uar"] for r in records if set_name(r) == name and r["fold"] == fold
              and (name == "real" or r["ppc"] == ppc)]
@@ -69,11 +71,20 @@ def summarize(records: list[dict], folds, budgets) -> dict:
 
     out = {"real": metrics.summarize([fold_mean("real", None, f) for f in folds]), "by_budget": {}}
     for b in budgets:
-        vals = {n: [fold_mean(n, b, f) for f in folds] for n in ("real",) + SETS}
-        out["by_budget"][str(b)] = {"sets": {n: metrics.summarize(vals[n]) for n in SETS},
+        vals = {n: [fold_mean(n, b, f) for f in folds] for n in ("real",) + tuple(sets)}
+        out["by_budget"][str(b)] = {"sets": {n: metrics.summarize(vals[n]) for n in sets},
                                     "paired": {f"{x} - {y}": metrics.paired_test(vals[x], vals[y])
-                                               for x, y in COMPARISONS}}
+                                               for x, y in comparisons}}
     return out
+
+
+def print_summary(summary: dict, sets=SETS) -> None:
+    print(f"\nfull real data: {summary['real']['mean']:.1f} ± {summary['real']['std']:.1f} (n={summary['real']['n']} folds)")
+    for b, s in summary["by_budget"].items():
+        means = ", ".join(f"{n} {s['sets'][n]['mean']:.1f} ± {s['sets'][n]['std']:.1f}" for n in sets)
+        tests = "; ".join(f"{k} {t['mean_diff']:+.1f} p=" + (f"{t['t_p']:.2g}" if t["t_p"] is not None else "–")
+                          for k, t in s["paired"].items())
+        print(f"{b:>3} ppc: {means}\n         {tests}")
 
 
 def main(argv=None) -> None:
@@ -112,12 +123,7 @@ def main(argv=None) -> None:
     atomic_write_json({"sweep": a.sweep, "arch": arch, "choice": sweep["choice"], "folds": folds, "budgets": budgets, "seeds": seeds,
                        "summary": summary, "records": [{k: v for k, v in r.items() if k not in ("predictions",)}
                                                        for r in records]}, a.out)
-    print(f"\nfull real data: {summary['real']['mean']:.1f} ± {summary['real']['std']:.1f} (n={summary['real']['n']} folds)")
-    for b, s in summary["by_budget"].items():
-        sets = ", ".join(f"{n} {s['sets'][n]['mean']:.1f} ± {s['sets'][n]['std']:.1f}" for n in SETS)
-        tests = "; ".join(f"{k} {t['mean_diff']:+.1f} p=" + (f"{t['t_p']:.2g}" if t["t_p"] is not None else "–")
-                          for k, t in s["paired"].items())
-        print(f"{b:>3} ppc: {sets}\n         {tests}")
+    print_summary(summary)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def _sample(args):
     check_output_dir(args.out, "--out")
     store = sample_to_store(args.generator, args.out, ppc=args.ppc, total=args.total,
                             balance=args.balance, counts=args.counts, seed=args.seed,
-                            length=args.length, device=args.device or "cpu")
+                            length=args.length, device=args.device or "cpu", truncation=args.truncation)
     print(json.dumps({"store": str(store.path), "n_items": len(store), "counts": store.meta["counts"]}, indent=1))
 
 
@@ -154,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --total: follow the real train class prior, or split evenly")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--length", type=int, help="frames per sample (crop/tile the generator's T)")
+    p.add_argument("--truncation", type=float, default=1.0,
+                   help="noise scale psi in (0, 1]: samples from psi * N(0, I) (1 = plain i.i.d. sampling)")
     p.add_argument("--device")
     p.set_defaults(func=_sample)
     p = sub.add_parser("pipeline", help="the whole pipeline and experiment grid, resumable")

@@ -169,3 +169,55 @@ def test_lambda_sweep_test_labels_cells_with_the_sweeps_own_arch(tmp_path):
     cells = bench.cells_for(1, [1], [0], "gan_att")
     assert {c["arch"] for c in cells if c["source"] == "gan"} == {"gan_att"}
     assert {c["set"] for c in cells if c["source"] == "gan"} == {"baseline", "tuned"}
+
+
+def test_truncation_chooses_psi_on_dev_only_and_runs_test_cells_at_the_choice(env, tmp_path):
+    from s3prl_dd.gan.checkpoint import export_generator
+    from s3prl_dd.gan.models import build_gan
+    from s3prl_dd.protocol import LABELS
+    from s3prl_dd.utils import UserError
+
+    bench = _load("truncation")
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    cfg = gan_cfg("gan_mlp")["model"]
+    g, _ = build_gan(cfg)
+    mean, std = env["store"].stats("fold1")
+    gan_dir = run / "gans" / "gan_mlp-div_sml-fold1-g3" / "00000-x"
+    gan_dir.mkdir(parents=True)
+    export_generator(gan_dir / "generator.pt", g, cfg, torch.from_numpy(mean), torch.from_numpy(std), LABELS,
+                     [8, 8, 8, 8], {"representation": {"kind": "hidden_state", "layer": -1}, "dim": 8,
+                                    "upstream": "fbank_no_cmvn", "downsample_rate": 160, "fold": "fold1", "step": 1})
+    work, out = tmp_path / "work", tmp_path / "t.json"
+    args = ["--run", str(run), "--gan", "gan_mlp-div_sml-g3", "--store", str(env["store"].path), "--psi", "1,0.5",
+            "--budgets", "2", "--draws", "2", "--workers", "1", "--er-overrides", "runner.patience=100",
+            "--work", str(work), "--out", str(out)]
+    bench.main(args)
+    r = json.loads(out.read_text())
+    assert r["arch"] == "gan_mlp" and r["gan_seed"] == 3 and r["folds"] == [1]
+    dev = r["dev_scores"]
+    assert len(dev) == 4 and all("test_uar" not in d for d in dev)  # selection never trains with test
+    assert {d["draw"] for d in dev} == {0, 1}
+    mean_of = {p: sum(d["dev_uar"] for d in dev if d["psi"] == p) / 2 for p in (1.0, 0.5)}
+    best = max(mean_of, key=lambda p: (round(mean_of[p], 6), p))
+    assert r["choice"] == {"fold1": {"2": best}}
+    sets = {x["set"]: x for x in r["records"]}
+    assert set(sets) == {"real", "random", "plain", "truncated"}
+    assert sets["plain"]["psi"] == 1.0 and sets["truncated"]["psi"] == best
+    # Rerun: results are read back; make the other psi win on dev and the test cell follows it.
+    other = 0.5 if best == 1.0 else 1.0
+    for f in (work / "dev").glob(f"*-psi{other}-d*.json"):
+        f.write_text(json.dumps({**json.loads(f.read_text()), "dev_uar": 101.0}))
+    bench.main(args)
+    r = json.loads(out.read_text())
+    assert r["choice"]["fold1"]["2"] == other
+    assert {x["set"]: x["psi"] for x in r["records"]}["truncated"] == other
+    with pytest.raises(UserError, match="another recipe"):  # cached results of another ER recipe are not reused
+        bench.main(args[:-6] + ["--er-overrides", "runner.patience=50", "--work", str(work), "--out", str(out)])
+
+
+def test_truncation_choice_breaks_ties_to_the_larger_psi():
+    choose = _load("truncation").choose
+    scores = [{"psi": p, "dev_uar": u} for p, u in [(1.0, 60), (1.0, 70), (0.5, 70), (0.5, 60), (0.25, 50)]]
+    assert choose(scores) == 1.0
+    assert choose(scores + [{"psi": 0.25, "dev_uar": 100}]) == 0.25

@@ -9,7 +9,7 @@ from s3prl_dd import cli
 from s3prl_dd.distill import SOURCES, TrainingSet, make_training_set, source_config
 from s3prl_dd.distill.common import CONFIG_DIR, class_noise, fold_train
 from s3prl_dd.distill.dm import DM_DEFAULTS
-from s3prl_dd.distill.herding import GAN_HERDING_DEFAULTS
+from s3prl_dd.distill.herding import GAN_HERDING_DEFAULTS, GAN_IID_DEFAULTS
 from s3prl_dd.distill.latent import LATENT_DEFAULTS, gradient_matching_loss, linear_er_params
 from s3prl_dd.distill.objectives import (distribution_matching_loss, gradient_distance, herding_select,
                                          kcenter_select, latent_norm_prior)
@@ -173,6 +173,21 @@ def test_gan_source_is_the_sampler_set_and_herding_beats_iid(env):
     assert hp.counts(4) == [2, 2, 2, 2]
 
 
+def test_truncation_scales_the_plain_noise_and_pulls_samples_together(env):
+    plain, half = (_make(env, "gan", 6, 1, arch="gan_att", cfg=c) for c in (None, {"truncation": 0.5}))
+    assert np.allclose(half.latents, 0.5 * plain.latents) and half.info["truncation"] == 0.5
+    assert np.array_equal(plain.labels, half.labels)
+    for c in range(4):  # within a class, a smaller noise scale gives closer samples
+        spread = [np.stack([f for f, y in zip(ts.features, ts.labels) if y == c]).mean(1).std(0).mean()
+                  for ts in (plain, half)]
+        assert spread[1] < spread[0]
+    same = _make(env, "gan", 6, 1, arch="gan_att", cfg={"truncation": 1})
+    assert all(np.array_equal(a, b) for a, b in zip(same.features, plain.features))
+    for bad in (0, 1.5, "x"):
+        with pytest.raises(UserError, match="truncation must be"):
+            _make(env, "gan", 1, 0, cfg={"truncation": bad})
+
+
 # ---------------------------------------------------------------------------- latents: save / load
 @pytest.mark.parametrize("arch", ["gan_mlp", "gan_att"])
 def test_latent_save_load_regenerates_identical_features(env, arch, tmp_path):
@@ -237,7 +252,7 @@ def test_refuses_missing_generator_unknown_options_and_other_folds(env):
 def test_shipped_configs_equal_the_defaults():
     assert yaml.safe_load(open(CONFIG_DIR / "dm.yaml")) == DM_DEFAULTS
     assert yaml.safe_load(open(CONFIG_DIR / "latent.yaml")) == LATENT_DEFAULTS
-    assert yaml.safe_load(open(CONFIG_DIR / "herding.yaml")) == {"gan_herding": GAN_HERDING_DEFAULTS}
+    assert yaml.safe_load(open(CONFIG_DIR / "herding.yaml")) == {"gan": GAN_IID_DEFAULTS, "gan_herding": GAN_HERDING_DEFAULTS}
     assert source_config("dm", overrides="iterations=7")["iterations"] == 7
     with pytest.raises(UserError):
         source_config("dm", overrides="iteration=7")

@@ -117,6 +117,17 @@ def test_per_downstream_distill_options_go_over_the_shared_ones(tmp_path, monkey
                                        per_downstream={"deep": {"distill": {"dmm": {"frames": True}}}}))
 
 
+def test_gan_truncation_is_a_distill_option_that_changes_the_cell_recipe(tmp_path):
+    plain = load_pipeline_config(write_cfg(tmp_path))
+    trunc = load_pipeline_config(write_cfg(tmp_path, distill={"gan": {"truncation": 0.5}}))
+    cell = {"fold": 1, "seed": 0, "downstream": "linear", "arch": "gan_mlp", "variant": "baseline", "source": "gan",
+            "ppc": 1, "balance": "balanced", "gan_seed": 0}
+    # a rerun with another psi recomputes the GAN cells, and only them
+    assert cells_mod.cell_recipe(cell, plain) != cells_mod.cell_recipe(cell, trunc)
+    real = {**cell, "arch": None, "variant": None, "source": "random", "gan_seed": None}
+    assert cells_mod.cell_recipe(real, plain) == cells_mod.cell_recipe(real, trunc)
+
+
 def test_crash_mid_grid_then_rerun_recomputes_nothing_complete(tmp_path, monkeypatch):
     cfg_path, out = write_cfg(tmp_path), tmp_path / "run"
     real_run_cell, calls = cells_mod.run_cell, []

@@ -104,3 +104,14 @@ def test_cli_sample(gen_path, tmp_path, capsys):
         cli.main(["sample", "--generator", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x"), "--ppc", "1"])
     with pytest.raises(SystemExit):  # the output store exists already
         cli.main(["sample", "--generator", str(gen_path), "--out", str(tmp_path / "s"), "--ppc", "1"])
+
+
+def test_cli_sample_truncation_is_recorded_and_scales_the_noise(gen_path, tmp_path):
+    cli.main(["sample", "--generator", str(gen_path), "--out", str(tmp_path / "t"), "--ppc", "3", "--truncation", "0.5"])
+    t = FeatureStore.open(tmp_path / "t")
+    assert t.meta["truncation"] == 0.5
+    ref = sample_to_store(gen_path, tmp_path / "ref", ppc=3, seed=0, truncation=0.5)
+    assert np.array_equal(t.features(0), ref.features(0))
+    assert not np.allclose(ref.features(0), sample_to_store(gen_path, tmp_path / "p", ppc=3, seed=0).features(0))
+    with pytest.raises(SystemExit):
+        cli.main(["sample", "--generator", str(gen_path), "--out", str(tmp_path / "u"), "--ppc", "1", "--truncation", "0"])

@@ -2,6 +2,8 @@
 
 - ``gan``: i.i.d. samples, ppc per class, with the sampler's seed convention (noise of class c
   from the stream seeded by (seed, "sample", c)): the same points as ``s3prl-dd sample --ppc``.
+  ``truncation`` ψ scales that noise (e = ψ·ε; BigGAN's truncation trick in its simplest form):
+  ψ < 1 trades the samples' spread for typicality, ψ = 1 is plain i.i.d. sampling.
 - ``gan_herding``: draw ``candidates_per_point * ppc`` samples of each class from that same
   stream (so the ``gan`` set is the candidates' first ppc rows), embed their time-means, and keep
   the ppc whose running mean tracks the REAL class mean of the fold's train part best (greedy
@@ -14,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..gan.sampler import check_truncation
 from ..utils import UserError, pick_device
 from .common import (TrainingSet, check_generator, class_noise, fold_train, generate_from_latents,
                      generator_bytes, merge, resolve_generator, resolve_pool)
@@ -21,7 +24,8 @@ from .embed import PoolEmbedder
 from .objectives import herding_select
 from .selection import per_class_counts
 
-# downstream_configs/distill/herding.yaml, section gan_herding (a test keeps them equal)
+# downstream_configs/distill/herding.yaml, sections gan and gan_herding (a test keeps them equal)
+GAN_IID_DEFAULTS = {"truncation": 1.0}
 GAN_HERDING_DEFAULTS = {"candidates_per_point": 50, "space": "standardized", "batch_size": 256,
                         "device": None}
 
@@ -36,17 +40,19 @@ def _ids(source, names, labels):
     return out
 
 
-def gan_iid(store, fold, ppc: int | None, seed: int, generator, device=None, counts: dict | None = None) -> TrainingSet:
+def gan_iid(store, fold, ppc: int | None, seed: int, generator, device=None, counts: dict | None = None,
+            cfg: dict | None = None) -> TrainingSet:
     """``ppc`` samples of every class, or ``counts`` (class name -> n)."""
+    psi = check_truncation(merge(GAN_IID_DEFAULTS, cfg)["truncation"])
     g, gpath = resolve_generator(generator, pick_device(device))
     check_generator(g, store, fold)
     ft = fold_train(store, fold)
     want = per_class_counts({c: ft.names[c] for c in ft.classes}, ppc, counts)
     labels = np.concatenate([np.full(want[c], c, np.int64) for c in ft.classes])
-    lat = torch.cat([class_noise(g.noise_dim, c, want[c], seed) for c in ft.classes])
+    lat = psi * torch.cat([class_noise(g.noise_dim, c, want[c], seed) for c in ft.classes])
     feats = generate_from_latents(g, labels, lat)
     return TrainingSet("gan", feats, labels, _ids("gan", ft.names, labels), generator_bytes(g, gpath),
-                       {"seed": int(seed), "T": int(g.T)}, lat.numpy(), gpath)
+                       {"seed": int(seed), "T": int(g.T), "truncation": psi}, lat.numpy(), gpath)
 
 
 @torch.no_grad()

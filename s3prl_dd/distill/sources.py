@@ -16,15 +16,17 @@ import os
 from ..utils import UserError, apply_overrides
 from .common import TrainingSet, load_source_config, merge
 from .dm import DM_DEFAULTS, dm
-from .herding import GAN_HERDING_DEFAULTS, gan_herding, gan_iid
+from .herding import GAN_HERDING_DEFAULTS, GAN_IID_DEFAULTS, gan_herding, gan_iid
 from .latent import LATENT_DEFAULTS, gan_latent
 from .selection import real_subset
 
 SOURCES = ("random", "herding", "kcenter", "gan", "gan_herding", "gan_latent", "dm")
 NEEDS_GENERATOR = ("gan", "gan_herding", "gan_latent")
 # which shipped config file (downstream_configs/distill/<file>.yaml) and section holds a source's options
-CONFIG_FILES = {"gan_herding": ("herding", "gan_herding"), "gan_latent": ("latent", None), "dm": ("dm", None)}
-DEFAULTS = {"gan_herding": GAN_HERDING_DEFAULTS, "gan_latent": LATENT_DEFAULTS, "dm": DM_DEFAULTS}
+CONFIG_FILES = {"gan": ("herding", "gan"), "gan_herding": ("herding", "gan_herding"), "gan_latent": ("latent", None),
+                "dm": ("dm", None)}
+DEFAULTS = {"gan": GAN_IID_DEFAULTS, "gan_herding": GAN_HERDING_DEFAULTS, "gan_latent": LATENT_DEFAULTS,
+            "dm": DM_DEFAULTS}
 
 
 def source_config(source: str, path=None, overrides=None) -> dict:
@@ -73,7 +75,7 @@ def make_training_set(source: str, store, fold, ppc: int | None, seed: int = 0, 
     if source in ("random", "herding", "kcenter"):
         return real_subset(store, fold, ppc, seed, source, counts)
     if source == "gan":
-        return gan_iid(store, fold, ppc, seed, generator, counts=counts)
+        return gan_iid(store, fold, ppc, seed, generator, counts=counts, cfg=cfg)
     if source == "gan_herding":
         return gan_herding(store, fold, ppc, seed, generator, pool, cfg)
     if source == "gan_latent":

@@ -9,8 +9,11 @@ explicit ``counts``. Noise for class c comes from its own generator seeded by (s
 drawn in fixed chunks, so a smaller budget is a prefix of a larger one with the same seed
 (the 5-ppc set is inside the 20-ppc set), and batching does not change any sample.
 
+``truncation`` ψ draws the noise as ψ·ε, so a truncated set is the plain set's noise scaled,
+sample for sample.
+
 ``s3prl-dd sample --generator G.pt --out STORE [--ppc 20 | --total 400 --balance prior |
---counts neu=10,hap=5,...] --seed 0 [--length T]``
+--counts neu=10,hap=5,...] --seed 0 [--length T] [--truncation 0.5]``
 """
 from __future__ import annotations
 
@@ -27,6 +30,17 @@ from .data import crop_or_tile
 from .realdata import step_generator
 
 CHUNK = 64  # noise rows per draw; fixed so that budgets nest (see module docstring)
+
+
+def check_truncation(psi) -> float:
+    """ψ as a float in (0, 1]: 0 would give one sample per class, > 1 widens past training."""
+    try:
+        psi = float(psi)
+    except (TypeError, ValueError):
+        raise UserError(f"truncation must be a number in (0, 1], got {psi!r}") from None
+    if not 0 < psi <= 1:
+        raise UserError(f"truncation must be in (0, 1], got {psi}")
+    return psi
 
 
 def parse_counts(text: str, labels: dict) -> dict[str, int]:
@@ -74,11 +88,12 @@ def budget(labels: dict, prior, ppc: int | None = None, total: int | None = None
 
 
 @torch.no_grad()
-def generate_class(g: DistilledGenerator, label_id: int, n: int, seed: int, batch_size: int = 256) -> torch.Tensor:
+def generate_class(g: DistilledGenerator, label_id: int, n: int, seed: int, batch_size: int = 256,
+                   truncation: float = 1.0) -> torch.Tensor:
     """``n`` raw-scale samples (n, T, D) of one class, on CPU."""
     gen = step_generator(seed, "sample", label_id)
-    noise = torch.cat([torch.randn(CHUNK, g.noise_dim, generator=gen)
-                       for _ in range(math.ceil(n / CHUNK))])[:n]
+    noise = truncation * torch.cat([torch.randn(CHUNK, g.noise_dim, generator=gen)
+                                    for _ in range(math.ceil(n / CHUNK))])[:n]
     out = []
     for s in range(0, n, batch_size):
         e = noise[s: s + batch_size].to(g.mean.device)
@@ -87,13 +102,14 @@ def generate_class(g: DistilledGenerator, label_id: int, n: int, seed: int, batc
     return torch.cat(out) if out else torch.empty(0, g.T, g.D)
 
 
-def sample_items(g: DistilledGenerator, counts: dict[str, int], seed: int, length: int | None = None):
+def sample_items(g: DistilledGenerator, counts: dict[str, int], seed: int, length: int | None = None,
+                 truncation: float = 1.0):
     """Store items {"id", "label", "features"} for ``counts``; ``length`` crops (seeded) or tiles
     the generator's T frames to that many (e.g. GAN-MLP's single mean vector to a sequence)."""
     for name, n in counts.items():
         if n == 0:
             continue
-        x = generate_class(g, g.labels[name], n, seed)
+        x = generate_class(g, g.labels[name], n, seed, truncation=truncation)
         fit = step_generator(seed, "length", g.labels[name])
         for k in range(n):
             f = x[k] if length in (None, x.shape[1]) else crop_or_tile(x[k], int(length), fit)
@@ -101,8 +117,9 @@ def sample_items(g: DistilledGenerator, counts: dict[str, int], seed: int, lengt
 
 
 def sample_to_store(generator_path, out, ppc=None, total=None, balance="prior", counts=None,
-                    seed: int = 0, length: int | None = None, device="cpu"):
+                    seed: int = 0, length: int | None = None, device="cpu", truncation: float = 1.0):
     """Write a synthetic feature store at ``out``; returns the opened FeatureStore."""
+    truncation = check_truncation(truncation)
     g = load_generator(generator_path, device)
     if isinstance(counts, str):
         counts = parse_counts(counts, g.labels)
@@ -113,5 +130,5 @@ def sample_to_store(generator_path, out, ppc=None, total=None, balance="prior", 
     meta = make_meta(info.get("upstream") or "unknown", info["representation"], g.D,
                      downsample_rate=info.get("downsample_rate"), labels=g.labels,
                      source="gan", generator=str(Path(generator_path).resolve()), seed=int(seed),
-                     counts=plan, fold=info.get("fold"), length=length or g.T)
-    return write_store(out, sample_items(g, plan, int(seed), length), meta)
+                     counts=plan, fold=info.get("fold"), length=length or g.T, truncation=truncation)
+    return write_store(out, sample_items(g, plan, int(seed), length, truncation), meta)

@@ -40,7 +40,7 @@ DEFAULTS = {
                                         # {deep: {sources: [real, random, gan], budgets: [5, 20], seeds: [0], table3: false,
                                         #         archs: [gan_att]}}
                                         # and its own distill options: {deep: {distill: {dm: {frames: true}}}}
-    "distill": {},                      # per-source options for gan_latent / gan_herding / dm (over downstream_configs/distill/)
+    "distill": {},                      # per-source options (gan, gan_latent, gan_herding, dm) over downstream_configs/distill/
     # Table 4 (SID privacy probe) from the run's own ER models: s3prl_dd/pipeline/privacy.py
     "probe": {"enabled": False,
               "fold": None,             # None: the first fold

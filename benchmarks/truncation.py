@@ -1,0 +1,186 @@
+"""The truncation trick for distilled generators, chosen per fold and budget on that fold's dev.
+
+    python benchmarks/truncation.py --sweep benchmarks/results/lambda_sweep_att.json \
+        --work runs/truncation_att --out benchmarks/results/truncation_att.json
+    python benchmarks/truncation.py --run runs/emodb_seed2 --gan gan_mlp-div_sml-g2 --seeds 2 \
+        --work runs/truncation_mlp --out benchmarks/results/truncation_mlp.json
+
+I.i.d. samples drawn from noise ψ·ε instead of ε (``distill.herding.gan_iid``'s ``truncation``;
+BigGAN's trick in its simplest form) trade spread for typicality. Which ψ a budget wants is an
+empirical question, so it is answered inside each fold: for every (budget, ψ) the linear SUPERB
+ER model (``converge`` recipe) is trained on ``--draws`` fresh sample sets (sampling and ER seeds
+100, 101, ...: never the test cells' seeds) and scored on the fold's **dev** split only; the ψ
+with the best mean dev UAR is kept (ties: the larger ψ, i.e. the plainer sampling). Only then
+are the pipeline's own test cells run (``pipeline.cells.run_cell``, test seed(s) ``--seeds``):
+full real data, a random real subset, plain samples (ψ = 1) and samples at the chosen ψ.
+
+Generators: ``--sweep`` takes each fold's GAN chosen by the nested λ sweep
+(``benchmarks/lambda_sweep.py``); ``--run R --gan ARCH-VARIANT-gSEED`` takes a pipeline run's
+GANs. Comparisons are paired over folds (mean Δ, 95 % t-interval, paired t p)."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from lambda_sweep_test import print_summary, summarize  # noqa: E402  (same tables, other sets)
+from s3prl_dd.pipeline.cells import cell_key, run_cell  # noqa: E402
+from s3prl_dd.pipeline.config import DEFAULTS, gan_key  # noqa: E402
+from s3prl_dd.utils import UserError, atomic_write_json, merge_config  # noqa: E402
+from s3prl_dd.workers import init_worker  # noqa: E402
+
+SELECTION_SEED = 100  # sampling + ER seed of the first dev draw; test cells use --seeds (0, ...)
+SETS = ("random", "plain", "truncated")
+COMPARISONS = (("truncated", "plain"), ("truncated", "random"), ("plain", "random"), ("real", "truncated"))
+
+
+def floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def generators(a) -> tuple[dict[int, Path], str, str, int, str]:
+    """fold -> generator.pt, and the GANs' (arch, variant, gan seed, store)."""
+    if a.sweep:
+        sweep = json.loads(Path(a.sweep).read_text())
+        cfg = yaml.safe_load((Path(sweep["runs"][0]["run_dir"]) / "config.yaml").read_text())
+        gens = {int(k[4:]): Path(c["run_dir"]) / "generator.pt" for k, c in sweep["choice"].items()}
+        return gens, cfg["model"]["arch"], "div_sml", 0, a.store or sweep["store"]
+    arch, variant, seed = a.gan.rsplit("-", 2)
+    run = Path(a.run)
+    gens = {}
+    for d in sorted((run / "gans").glob(f"{arch}-{variant}-fold*-g{seed[1:]}")):
+        found = sorted(d.glob("*/generator.pt"))
+        if found:
+            gens[int(d.name.split("-fold")[1].split("-")[0])] = found[-1]
+    if not gens:
+        raise UserError(f"{run}/gans holds no {a.gan} generator")
+    return gens, arch, variant, int(seed[1:]), a.store or str(run / "store")
+
+
+def dev_score(job: dict) -> dict:
+    """Best dev UAR of the linear ER model on one selection draw (no test split is loaded)."""
+    from s3prl_dd.distill import make_training_set
+    from s3prl_dd.er.data import ERData
+    from s3prl_dd.er.train import er_config, train_er
+    from s3prl_dd.features.store import FeatureStore
+
+    store, fold, seed = FeatureStore.open(job["store"]), f"fold{job['fold']}", SELECTION_SEED + job["draw"]
+    ts = make_training_set("gan", store, fold, ppc=job["ppc"], seed=seed, generator=job["generator"],
+                           cfg={"truncation": job["psi"]})
+    data = ts.to_erdata()
+    train = data if data.is_pooled else ERData(data.pooled(), data.labels)
+    dev = ERData.from_store(store, store.split(fold, "dev"), pooled=True)
+    r = train_er(train, dev, None, er_config(profile="converge", overrides=job["er_overrides"]), stats=store.stats(fold),
+                 seed=seed, n_classes=4)
+    return {**job, "dev_uar": 100 * r["dev_uar"], "best_step": r["best_step"], "steps": r["steps"],
+            "stopped": r["stopped"]}
+
+
+def choose(scores: list[dict]) -> float:
+    """The ψ of the best mean dev UAR over draws; ties go to the larger ψ."""
+    by_psi: dict = {}
+    for s in scores:
+        by_psi.setdefault(s["psi"], []).append(s["dev_uar"])
+    return max(by_psi, key=lambda p: (round(sum(by_psi[p]) / len(by_psi[p]), 6), p))
+
+
+def cached(pool, fn, jobs: list[dict], path_of) -> list[dict]:
+    """Run the jobs whose result file is missing (in ``pool``, or here when it is None), return
+    every job's result."""
+    todo = [j for j in jobs if not path_of(j).is_file()]
+    for job, res in zip(todo, (pool.map if pool else map)(fn, todo)):
+        atomic_write_json(res, path_of(job))
+        print(f"  {path_of(job).stem}: " + (f"test UAR {res['test_uar']:.1f}" if "test_uar" in res
+                                               else f"dev UAR {res['dev_uar']:.1f}"), flush=True)
+    return [json.loads(path_of(j).read_text()) for j in jobs]
+
+
+def test_job(job: dict) -> dict:
+    return {**run_cell(job["cell"], job["ctx"]), "set": job["set"], "psi": job["psi"]}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--sweep", help="a lambda_sweep.py JSON: each fold's chosen GAN")
+    src.add_argument("--run", help="a pipeline run directory (with --gan)")
+    p.add_argument("--gan", help="ARCH-VARIANT-gSEED of --run's GANs, e.g. gan_mlp-div_sml-g2")
+    p.add_argument("--store", help="the feature store (default: the sweep's / the run's)")
+    p.add_argument("--psi", default="1,0.75,0.5,0.25", help="truncation values to choose from")
+    p.add_argument("--budgets", default="1,2,5,10,20")
+    p.add_argument("--draws", type=int, default=5, help="dev draws per (fold, budget, psi)")
+    p.add_argument("--seeds", default="0", help="test cells' downstream seeds")
+    p.add_argument("--er-overrides", help="over the converge ER recipe, for dev and test runs alike")
+    p.add_argument("--workers", type=int, default=2, help="processes (1: run in this one)")
+    p.add_argument("--work", required=True)
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    if a.run and not a.gan:
+        p.error("--run needs --gan")
+    gens, arch, variant, gan_seed, store = generators(a)
+    psis, budgets = floats(a.psi), [int(b) for b in a.budgets.split(",")]
+    if 1.0 not in psis:
+        p.error("--psi must include 1 (plain sampling is the comparison)")
+    seeds, folds, work = [int(s) for s in a.seeds.split(",")], sorted(gens), Path(a.work)
+    for d in ("dev", "cells"):
+        (work / d).mkdir(parents=True, exist_ok=True)
+    recipe = {"generators": {f"fold{f}": str(g) for f, g in gens.items()}, "store": str(store),
+              "er_overrides": a.er_overrides}
+    if (work / "recipe.json").is_file() and json.loads((work / "recipe.json").read_text()) != recipe:
+        raise UserError(f"{work} holds results of another recipe ({work / 'recipe.json'}); use a new --work")
+    atomic_write_json(recipe, work / "recipe.json")
+    cfg = merge_config(DEFAULTS, {"name": "truncation", "upstream": "from the store",
+                                  "er": {"profile": "converge", "overrides": a.er_overrides}})
+    parallel = a.workers > 1
+    with (ProcessPoolExecutor(a.workers, initializer=init_worker, initargs=(os.getpid(), 1)) if parallel
+          else contextlib.nullcontext()) as pool:
+        jobs = [{"store": store, "fold": f, "ppc": b, "psi": psi, "draw": d, "generator": str(gens[f]),
+                 "er_overrides": a.er_overrides}
+                for f in folds for b in budgets for psi in psis for d in range(a.draws)]
+        scores = cached(pool, dev_score, jobs, lambda j: work / "dev" / f"fold{j['fold']}-ppc{j['ppc']}-psi{j['psi']}-d{j['draw']}.json")
+        choice = {f"fold{f}": {str(b): choose([s for s in scores if s["fold"] == f and s["ppc"] == b]) for b in budgets}
+                  for f in folds}
+        print("chosen psi (fold: per budget):", json.dumps(choice), flush=True)
+        base = {"downstream": "linear", "arch": None, "variant": None, "losses": [], "gan_seed": None}
+        tests = []
+        for f in folds:
+            for s in seeds:
+                tests.append({"set": "real", "psi": None, "cell": {**base, "fold": f, "seed": s, "source": "real",
+                                                                   "ppc": "full", "balance": "imbalanced"}})
+                for b in budgets:
+                    tests.append({"set": "random", "psi": None, "cell": {**base, "fold": f, "seed": s, "source": "random",
+                                                                         "ppc": b, "balance": "balanced"}})
+                    gan = {**base, "fold": f, "seed": s, "source": "gan", "arch": arch, "variant": variant,
+                           "gan_seed": gan_seed, "ppc": b, "balance": "balanced"}
+                    tests += [{"set": name, "psi": psi, "cell": gan} for name, psi in
+                              (("plain", 1.0), ("truncated", choice[f"fold{f}"][str(b)]))]
+        for t in tests:
+            gcfg = merge_config(cfg, {"distill": {"gan": {"truncation": t["psi"]}}}) if t["psi"] else cfg
+            t["ctx"] = {"cfg": gcfg, "store": store, "pools": {}, "device": "cpu", "run": None,
+                        "generators": {gan_key(arch, variant, f, gan_seed): str(g) for f, g in gens.items()}}
+        # a truncated cell at the chosen psi = 1 is the plain cell: the same file serves both
+        records = cached(pool, test_job, tests, lambda t: work / "cells" / (
+            cell_key(t["cell"]) + (f"-psi{t['psi']}" if t["psi"] else "") + ".json"))
+    for t, r in zip(tests, records):
+        r["set"] = t["set"]
+    summary = summarize(records, folds, budgets, SETS, COMPARISONS)
+    atomic_write_json({"generators": {f"fold{f}": str(g) for f, g in gens.items()}, "arch": arch, "variant": variant,
+                       "gan_seed": gan_seed, "store": store, "psi": psis, "draws": a.draws, "selection_seed": SELECTION_SEED,
+                       "folds": folds, "budgets": budgets, "seeds": seeds, "choice": choice,
+                       "dev_scores": scores, "summary": summary,
+                       "records": [{k: v for k, v in r.items() if k not in ("predictions",)} for r in records]}, a.out)
+    print_summary(summary, SETS)
+
+
+if __name__ == "__main__":
+    main()
