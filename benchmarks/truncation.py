@@ -23,20 +23,21 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from lambda_sweep_test import print_summary, summarize  # noqa: E402  (same tables, other sets)
-from s3prl_dd.pipeline.cells import cell_key, run_cell  # noqa: E402
+from lambda_sweep_test import generators as sweep_generators  # noqa: E402
+from lambda_sweep_test import print_summary, summarize, sweep_arch  # noqa: E402  (same tables, other sets)
+from s3prl_dd.pipeline.cells import _open_store, cell_key, run_cell, training_set  # noqa: E402
 from s3prl_dd.pipeline.config import DEFAULTS, gan_key  # noqa: E402
-from s3prl_dd.utils import UserError, atomic_write_json, merge_config  # noqa: E402
+from s3prl_dd.pipeline.run import finished_generator  # noqa: E402
+from s3prl_dd.utils import UserError, atomic_write_json, load_yaml, merge_config  # noqa: E402
 from s3prl_dd.workers import init_worker  # noqa: E402
 
 SELECTION_SEED = 100  # sampling + ER seed of the first dev draw; test cells use --seeds (0, ...)
@@ -52,38 +53,56 @@ def generators(a) -> tuple[dict[int, Path], str, str, int, str]:
     """fold -> generator.pt, and the GANs' (arch, variant, gan seed, store)."""
     if a.sweep:
         sweep = json.loads(Path(a.sweep).read_text())
-        cfg = yaml.safe_load((Path(sweep["runs"][0]["run_dir"]) / "config.yaml").read_text())
-        gens = {int(k[4:]): Path(c["run_dir"]) / "generator.pt" for k, c in sweep["choice"].items()}
-        return gens, cfg["model"]["arch"], "div_sml", 0, a.store or sweep["store"]
+        gens = {int(k[4:]): sweep_generators(sweep, int(k[4:]))["tuned"] for k in sweep["choice"]}
+        return gens, sweep_arch(sweep), "div_sml", 0, a.store or sweep["store"]
     arch, variant, seed = a.gan.rsplit("-", 2)
-    run = Path(a.run)
-    gens = {}
-    for d in sorted((run / "gans").glob(f"{arch}-{variant}-fold*-g{seed[1:]}")):
-        found = sorted(d.glob("*/generator.pt"))
-        if found:
-            gens[int(d.name.split("-fold")[1].split("-")[0])] = found[-1]
+    run, gan_seed = Path(a.run), int(seed.lstrip("g"))
+    found = {f: finished_generator(run / "gans" / gan_key(arch, variant, f, gan_seed))
+             for f in load_yaml(run / "config.yaml")["folds"]}
+    gens = {f: g for f, g in found.items() if g is not None}
     if not gens:
-        raise UserError(f"{run}/gans holds no {a.gan} generator")
-    return gens, arch, variant, int(seed[1:]), a.store or str(run / "store")
+        raise UserError(f"{run}/gans holds no finished {a.gan} generator")
+    return gens, arch, variant, gan_seed, a.store or str(run / "store")
+
+
+def grid_config(store: str, er_overrides, run: Path | None = None) -> dict:
+    """The pipeline config these cells belong to: ``run``'s own (so its GAN cells keep their
+    recipe fingerprints, and same_cells.py can match them), else the store's upstream and layer;
+    always the converge ER recipe (+ ``er_overrides``)."""
+    meta = _open_store(store).meta
+    base = load_yaml(run / "config.yaml") if run else {
+        "name": "truncation", "upstream": meta["upstream"], "layer": meta["representation"].get("layer")}
+    return merge_config(DEFAULTS, {**base, "er": {"profile": "converge", "overrides": er_overrides}})
+
+
+def context(job: dict) -> dict:
+    """The pipeline's cell context for a job; plain sampling (ψ = 1) keeps the grid's recipe."""
+    cfg = job["cfg"] if job["psi"] in (None, 1.0) else merge_config(
+        job["cfg"], {"distill": {"gan": {"truncation": job["psi"]}}})
+    return {"cfg": cfg, "store": job["store"], "pools": {}, "device": "cpu", "run": None,
+            "generators": job["generators"]}
 
 
 def dev_score(job: dict) -> dict:
-    """Best dev UAR of the linear ER model on one selection draw (no test split is loaded)."""
-    from s3prl_dd.distill import make_training_set
+    """Best dev UAR of the linear ER model on one selection draw (no test split is loaded):
+    the training set of the test cells' own path (``cells.training_set``) at a selection seed."""
     from s3prl_dd.er.data import ERData
     from s3prl_dd.er.train import er_config, train_er
-    from s3prl_dd.features.store import FeatureStore
 
-    store, fold, seed = FeatureStore.open(job["store"]), f"fold{job['fold']}", SELECTION_SEED + job["draw"]
-    ts = make_training_set("gan", store, fold, ppc=job["ppc"], seed=seed, generator=job["generator"],
-                           cfg={"truncation": job["psi"]})
-    data = ts.to_erdata()
-    train = data if data.is_pooled else ERData(data.pooled(), data.labels)
+    ctx, store, fold = context(job), _open_store(job["store"]), f"fold{job['cell']['fold']}"
+    train = training_set(job["cell"], ctx, store, pooled=True)
     dev = ERData.from_store(store, store.split(fold, "dev"), pooled=True)
-    r = train_er(train, dev, None, er_config(profile="converge", overrides=job["er_overrides"]), stats=store.stats(fold),
-                 seed=seed, n_classes=4)
-    return {**job, "dev_uar": 100 * r["dev_uar"], "best_step": r["best_step"], "steps": r["steps"],
-            "stopped": r["stopped"]}
+    er = ctx["cfg"]["er"]
+    r = train_er(train, dev, None, er_config(profile=er["profile"], overrides=er["overrides"]),
+                 stats=store.stats(fold), seed=job["cell"]["seed"], n_classes=4)
+    return {"fold": job["cell"]["fold"], "ppc": job["cell"]["ppc"], "psi": job["psi"], "draw": job["draw"],
+            "dev_uar": 100 * r["dev_uar"], "best_step": r["best_step"], "steps": r["steps"], "stopped": r["stopped"]}
+
+
+def dev_means(scores: list[dict], psis, budgets) -> dict:
+    """Mean dev UAR over folds and draws per (ψ, budget): reported only, never chosen on."""
+    return {str(p): {str(b): statistics.fmean(s["dev_uar"] for s in scores if s["psi"] == p and s["ppc"] == b)
+                     for b in budgets} for p in psis}
 
 
 def choose(scores: list[dict]) -> float:
@@ -106,7 +125,7 @@ def cached(pool, fn, jobs: list[dict], path_of) -> list[dict]:
 
 
 def test_job(job: dict) -> dict:
-    return {**run_cell(job["cell"], job["ctx"]), "set": job["set"], "psi": job["psi"]}
+    return {**run_cell(job["cell"], context(job)), "set": job["set"], "psi": job["psi"]}
 
 
 def main(argv=None) -> None:
@@ -139,35 +158,30 @@ def main(argv=None) -> None:
     if (work / "recipe.json").is_file() and json.loads((work / "recipe.json").read_text()) != recipe:
         raise UserError(f"{work} holds results of another recipe ({work / 'recipe.json'}); use a new --work")
     atomic_write_json(recipe, work / "recipe.json")
-    cfg = merge_config(DEFAULTS, {"name": "truncation", "upstream": "from the store",
-                                  "er": {"profile": "converge", "overrides": a.er_overrides}})
+    common = {"store": store, "cfg": grid_config(store, a.er_overrides, Path(a.run) if a.run else None),
+              "generators": {gan_key(arch, variant, f, gan_seed): str(g) for f, g in gens.items()}}
+    base = {"downstream": "linear", "arch": None, "variant": None, "losses": [], "gan_seed": None, "balance": "balanced"}
+    gan = {**base, "source": "gan", "arch": arch, "variant": variant, "gan_seed": gan_seed}
     parallel = a.workers > 1
     with (ProcessPoolExecutor(a.workers, initializer=init_worker, initargs=(os.getpid(), 1)) if parallel
           else contextlib.nullcontext()) as pool:
-        jobs = [{"store": store, "fold": f, "ppc": b, "psi": psi, "draw": d, "generator": str(gens[f]),
-                 "er_overrides": a.er_overrides}
+        jobs = [{**common, "psi": psi, "draw": d, "cell": {**gan, "fold": f, "ppc": b, "seed": SELECTION_SEED + d}}
                 for f in folds for b in budgets for psi in psis for d in range(a.draws)]
-        scores = cached(pool, dev_score, jobs, lambda j: work / "dev" / f"fold{j['fold']}-ppc{j['ppc']}-psi{j['psi']}-d{j['draw']}.json")
+        scores = cached(pool, dev_score, jobs, lambda j: work / "dev" / (
+            f"fold{j['cell']['fold']}-ppc{j['cell']['ppc']}-psi{j['psi']}-d{j['draw']}.json"))
         choice = {f"fold{f}": {str(b): choose([s for s in scores if s["fold"] == f and s["ppc"] == b]) for b in budgets}
                   for f in folds}
         print("chosen psi (fold: per budget):", json.dumps(choice), flush=True)
-        base = {"downstream": "linear", "arch": None, "variant": None, "losses": [], "gan_seed": None}
         tests = []
         for f in folds:
             for s in seeds:
-                tests.append({"set": "real", "psi": None, "cell": {**base, "fold": f, "seed": s, "source": "real",
-                                                                   "ppc": "full", "balance": "imbalanced"}})
+                tests.append({**common, "set": "real", "psi": None,
+                              "cell": {**base, "fold": f, "seed": s, "source": "real", "ppc": "full", "balance": "imbalanced"}})
                 for b in budgets:
-                    tests.append({"set": "random", "psi": None, "cell": {**base, "fold": f, "seed": s, "source": "random",
-                                                                         "ppc": b, "balance": "balanced"}})
-                    gan = {**base, "fold": f, "seed": s, "source": "gan", "arch": arch, "variant": variant,
-                           "gan_seed": gan_seed, "ppc": b, "balance": "balanced"}
-                    tests += [{"set": name, "psi": psi, "cell": gan} for name, psi in
-                              (("plain", 1.0), ("truncated", choice[f"fold{f}"][str(b)]))]
-        for t in tests:
-            gcfg = merge_config(cfg, {"distill": {"gan": {"truncation": t["psi"]}}}) if t["psi"] else cfg
-            t["ctx"] = {"cfg": gcfg, "store": store, "pools": {}, "device": "cpu", "run": None,
-                        "generators": {gan_key(arch, variant, f, gan_seed): str(g) for f, g in gens.items()}}
+                    tests.append({**common, "set": "random", "psi": None,
+                                  "cell": {**base, "fold": f, "seed": s, "source": "random", "ppc": b}})
+                    tests += [{**common, "set": name, "psi": psi, "cell": {**gan, "fold": f, "seed": s, "ppc": b}}
+                              for name, psi in (("plain", 1.0), ("truncated", choice[f"fold{f}"][str(b)]))]
         # a truncated cell at the chosen psi = 1 is the plain cell: the same file serves both
         records = cached(pool, test_job, tests, lambda t: work / "cells" / (
             cell_key(t["cell"]) + (f"-psi{t['psi']}" if t["psi"] else "") + ".json"))
@@ -177,8 +191,13 @@ def main(argv=None) -> None:
     atomic_write_json({"generators": {f"fold{f}": str(g) for f, g in gens.items()}, "arch": arch, "variant": variant,
                        "gan_seed": gan_seed, "store": store, "psi": psis, "draws": a.draws, "selection_seed": SELECTION_SEED,
                        "folds": folds, "budgets": budgets, "seeds": seeds, "choice": choice,
-                       "dev_scores": scores, "summary": summary,
-                       "records": [{k: v for k, v in r.items() if k not in ("predictions",)} for r in records]}, a.out)
+                       "dev_means": dev_means(scores, psis, budgets), "dev_scores": scores, "summary": summary,
+                       "records": records}, a.out)
+    for name, rs in (("dev", scores), ("test", records)):
+        print(f"{name} runs stopped by dev patience: {sum(r['stopped'] == 'patience' for r in rs)} of {len(rs)}, "
+              f"best dev step <= {max(r['best_step'] for r in rs)}")
+    print("mean dev UAR over folds and draws (psi: per budget):", json.dumps(
+        {p: {b: round(v, 1) for b, v in row.items()} for p, row in dev_means(scores, psis, budgets).items()}))
     print_summary(summary, SETS)
 
 

@@ -188,6 +188,10 @@ def test_truncation_chooses_psi_on_dev_only_and_runs_test_cells_at_the_choice(en
     export_generator(gan_dir / "generator.pt", g, cfg, torch.from_numpy(mean), torch.from_numpy(std), LABELS,
                      [8, 8, 8, 8], {"representation": {"kind": "hidden_state", "layer": -1}, "dim": 8,
                                     "upstream": "fbank_no_cmvn", "downsample_rate": 160, "fold": "fold1", "step": 1})
+    save_yaml({"folds": [1, 2]}, run / "config.yaml")  # fold 2's GAN never finished: left out
+    for f in ("config.yaml", "result.json"):  # a finished GAN run, as the pipeline leaves it
+        (gan_dir / f).write_text("{}")
+    (run / "gans" / "gan_mlp-div_sml-fold2-g3" / "00000-x").mkdir(parents=True)
     work, out = tmp_path / "work", tmp_path / "t.json"
     args = ["--run", str(run), "--gan", "gan_mlp-div_sml-g3", "--store", str(env["store"].path), "--psi", "1,0.5",
             "--budgets", "2", "--draws", "2", "--workers", "1", "--er-overrides", "runner.patience=100",

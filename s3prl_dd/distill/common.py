@@ -12,7 +12,6 @@ import copy
 import functools
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,7 @@ import numpy as np
 import torch
 
 from ..features.store import make_meta, normalize_fold, write_store
-from ..gan.realdata import step_generator
-from ..gan.sampler import CHUNK
+from ..gan.sampler import class_noise  # noqa: F401  (the sampler's noise, for the GAN sources)
 from ..utils import UserError, apply_overrides, atomic_torch_save, config_path, load_yaml, merge_config
 
 FORMAT = "s3prl-dd-distilled-set"
@@ -211,15 +209,6 @@ def fold_train(store, fold) -> FoldTrain:
 
 
 # ---------------------------------------------------------------------------- GAN noise
-def class_noise(noise_dim: int, label_id: int, n: int, seed: int, purpose: str = "sample") -> torch.Tensor:
-    """(n, noise_dim) noise of class ``label_id``, drawn exactly as ``gan.sampler.generate_class``
-    draws it with ``purpose="sample"`` (stream seeded by (seed, purpose, class), fixed CHUNK rows
-    per draw), so the first n rows of a larger draw are the n-row draw."""
-    gen = step_generator(int(seed), purpose, int(label_id))
-    rows = [torch.randn(CHUNK, noise_dim, generator=gen) for _ in range(math.ceil(n / CHUNK))]
-    return torch.cat(rows)[:n] if rows else torch.empty(0, noise_dim)
-
-
 @torch.no_grad()
 def generate_from_latents(g, labels: np.ndarray, latents: torch.Tensor, batch_size: int = 256) -> list[np.ndarray]:
     """Raw-scale (T, D) float32 arrays for (label, latent) pairs, one class at a time in the

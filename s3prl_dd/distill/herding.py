@@ -49,7 +49,7 @@ def gan_iid(store, fold, ppc: int | None, seed: int, generator, device=None, cou
     ft = fold_train(store, fold)
     want = per_class_counts({c: ft.names[c] for c in ft.classes}, ppc, counts)
     labels = np.concatenate([np.full(want[c], c, np.int64) for c in ft.classes])
-    lat = psi * torch.cat([class_noise(g.noise_dim, c, want[c], seed) for c in ft.classes])
+    lat = torch.cat([class_noise(g.noise_dim, c, want[c], seed, truncation=psi) for c in ft.classes])
     feats = generate_from_latents(g, labels, lat)
     return TrainingSet("gan", feats, labels, _ids("gan", ft.names, labels), generator_bytes(g, gpath),
                        {"seed": int(seed), "T": int(g.T), "truncation": psi}, lat.numpy(), gpath)

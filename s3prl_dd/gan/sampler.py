@@ -87,13 +87,20 @@ def budget(labels: dict, prior, ppc: int | None = None, total: int | None = None
     return out
 
 
+def class_noise(noise_dim: int, label_id: int, n: int, seed: int, purpose: str = "sample",
+                truncation: float = 1.0) -> torch.Tensor:
+    """(n, noise_dim) noise of class ``label_id``: a stream seeded by (seed, purpose, class), drawn
+    in fixed CHUNK rows, so the first n rows of a larger draw are the n-row draw; times ψ."""
+    gen = step_generator(int(seed), purpose, int(label_id))
+    rows = [torch.randn(CHUNK, noise_dim, generator=gen) for _ in range(math.ceil(n / CHUNK))]
+    return truncation * torch.cat(rows)[:n] if rows else torch.empty(0, noise_dim)
+
+
 @torch.no_grad()
 def generate_class(g: DistilledGenerator, label_id: int, n: int, seed: int, batch_size: int = 256,
                    truncation: float = 1.0) -> torch.Tensor:
     """``n`` raw-scale samples (n, T, D) of one class, on CPU."""
-    gen = step_generator(seed, "sample", label_id)
-    noise = truncation * torch.cat([torch.randn(CHUNK, g.noise_dim, generator=gen)
-                                    for _ in range(math.ceil(n / CHUNK))])[:n]
+    noise = class_noise(g.noise_dim, label_id, n, seed, truncation=truncation)
     out = []
     for s in range(0, n, batch_size):
         e = noise[s: s + batch_size].to(g.mean.device)

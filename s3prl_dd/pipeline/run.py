@@ -112,15 +112,27 @@ def _stage_pools(cfg, run: Path, store_path: Path, device: str) -> dict:
     return pools
 
 
+def _gan_runs(gan_dir: Path) -> list[Path]:
+    return sorted(p for p in gan_dir.glob("*") if (p / "config.yaml").is_file()) if gan_dir.is_dir() else []
+
+
+def finished_generator(gan_dir) -> Path | None:
+    """The exported generator of one grid GAN (``run/gans/<gan_key>``): its newest run's
+    ``generator.pt`` once that run has finished (``result.json``), else None."""
+    runs = _gan_runs(Path(gan_dir))
+    done = runs and (runs[-1] / "generator.pt").is_file() and (runs[-1] / "result.json").is_file()
+    return runs[-1] / "generator.pt" if done else None
+
+
 def _gan_job(arch, variant, fold, gan_seed, cfg, store, pool, out, device):
     from ..gan.trainer import train_gan
 
     out = Path(out)
-    runs = sorted(p for p in out.glob("*") if (p / "config.yaml").is_file()) if out.is_dir() else []
+    if (done := finished_generator(out)) is not None:
+        return str(done)
+    runs = _gan_runs(out)
     over = ",,".join(filter(None, [variant_overrides(variant), cfg["gan"]["overrides"].get(arch),
                                    f"train.seed={gan_seed}"]))
-    if runs and (runs[-1] / "generator.pt").is_file() and (runs[-1] / "result.json").is_file():
-        return str(runs[-1] / "generator.pt")
     if runs and list(runs[-1].glob("ckpt-*.pt")):
         r = train_gan(None, None, None, resume=runs[-1], device=device)
     else:
