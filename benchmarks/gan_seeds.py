@@ -2,7 +2,7 @@
 seed moves the result.
 
     python benchmarks/gan_seeds.py results/emodb/results.json results/emodb_seed2/results.json \
-        --arch gan_mlp [--downstream linear] [--out benchmarks/results/gan_seeds_emodb.json]
+        --arch gan_mlp [--downstream linear] [--budgets 1,20] [--out benchmarks/results/gan_seeds_emodb.json]
 
 The runs are parts of one grid (same corpus, upstream, GAN config, pool and ER recipe; other
 downstream seeds / GAN seeds): the records are pooled, a cell present in two runs must have
@@ -64,13 +64,14 @@ def test(records, a: dict, b: dict) -> dict:
     return {"folds": folds, "a_fold_uar": va, "b_fold_uar": vb, **metrics.paired_test(va, vb)}
 
 
-def analyse(records: list[dict], arch: str, downstream: str) -> dict:
+def analyse(records: list[dict], arch: str, downstream: str, budgets=None) -> dict:
     gan = [r for r in records if match(r, source="gan", arch=arch, downstream=downstream)]
     if not gan:
         raise SystemExit(f"error: no {downstream} cells of {arch} in these runs")
     seeds = sorted({r["seed"] for r in gan})  # the GAN rows' downstream seeds, used for every row
     records = [r for r in records if r["downstream"] == downstream and r["seed"] in seeds]
-    budgets = sorted({r["ppc"] for r in gan if r["balance"] == "balanced" and isinstance(r["ppc"], int)})
+    budgets = sorted({r["ppc"] for r in gan if r["balance"] == "balanced" and isinstance(r["ppc"], int)}
+                     & set(budgets or [r["ppc"] for r in gan]))
     variants = [v for v in VARIANTS if any(r["variant"] == v for r in gan)]
     real = {"source": "real", "ppc": "full", "balance": "imbalanced"}  # the report's full real data
     out = {"arch": arch, "downstream": downstream, "downstream_seeds": seeds,
@@ -105,9 +106,11 @@ def main(argv=None) -> int:
     p.add_argument("results", type=Path, nargs="+", help="results.json of pipeline runs of one grid")
     p.add_argument("--arch", default="gan_mlp")
     p.add_argument("--downstream", default="linear")
+    p.add_argument("--budgets", help="comma-separated ppc (default: every budget of the GAN rows)")
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
-    res = {"runs": [str(x) for x in a.results], **analyse(pooled(a.results), a.arch, a.downstream)}
+    budgets = [int(b) for b in a.budgets.split(",")] if a.budgets else None
+    res = {"runs": [str(x) for x in a.results], **analyse(pooled(a.results), a.arch, a.downstream, budgets)}
     print(f"{a.arch}, {a.downstream}: GAN seeds {res['gan_seeds']} (downstream seed i on GAN seed i), "
           f"mean ± std over folds of the fold means; spread = mean over folds of the std over seeds")
     print(f"full real data: {res['real']['mean']:.1f} ± {res['real']['std']:.1f}")

@@ -55,14 +55,40 @@ def generators(a) -> tuple[dict[int, Path], str, str, int, str]:
         sweep = json.loads(Path(a.sweep).read_text())
         gens = {int(k[4:]): sweep_generators(sweep, int(k[4:]))["tuned"] for k in sweep["choice"]}
         return gens, sweep_arch(sweep), "div_sml", 0, a.store or sweep["store"]
-    arch, variant, seed = a.gan.rsplit("-", 2)
-    run, gan_seed = Path(a.run), int(seed.lstrip("g"))
+    gens, arch, variant, gan_seed = run_generators(Path(a.run), a.gan)
+    return gens, arch, variant, gan_seed, a.store or str(Path(a.run) / "store")
+
+
+def run_generators(run: Path, gan: str) -> tuple[dict[int, Path], str, str, int]:
+    """fold -> the finished generator of a pipeline run's GAN ``ARCH-VARIANT-gSEED``, and its
+    (arch, variant, gan seed); folds whose GAN has not finished are left out."""
+    arch, variant, seed = gan.rsplit("-", 2)
+    gan_seed = int(seed.lstrip("g"))
     found = {f: finished_generator(run / "gans" / gan_key(arch, variant, f, gan_seed))
              for f in load_yaml(run / "config.yaml")["folds"]}
     gens = {f: g for f, g in found.items() if g is not None}
     if not gens:
-        raise UserError(f"{run}/gans holds no finished {a.gan} generator")
-    return gens, arch, variant, gan_seed, a.store or str(run / "store")
+        raise UserError(f"{run}/gans holds no finished {gan} generator")
+    return gens, arch, variant, gan_seed
+
+
+def keep_recipe(work: Path, recipe: dict) -> None:
+    """``work`` caches the results of one recipe (generators, store, ER overrides): another
+    recipe needs another directory."""
+    path = work / "recipe.json"
+    if path.is_file() and json.loads(path.read_text()) != json.loads(json.dumps(recipe)):
+        raise UserError(f"{work} holds results of another recipe ({path}); use a new --work")
+    atomic_write_json(recipe, path)
+
+
+def add_test_args(p: argparse.ArgumentParser) -> None:
+    """The test cells' options (shared with config_choice.py)."""
+    p.add_argument("--budgets", default="1,2,5,10,20")
+    p.add_argument("--seeds", default="0", help="test cells' downstream seeds")
+    p.add_argument("--er-overrides", help="over the converge ER recipe (for dev runs too, where there are any)")
+    p.add_argument("--workers", type=int, default=2, help="processes (1: run in this one)")
+    p.add_argument("--work", required=True)
+    p.add_argument("--out", required=True)
 
 
 def grid_config(store: str, er_overrides, run: Path | None = None) -> dict:
@@ -114,9 +140,13 @@ def choose(scores: list[dict]) -> float:
 
 
 def cached(pool, fn, jobs: list[dict], path_of) -> list[dict]:
-    """Run the jobs whose result file is missing (in ``pool``, or here when it is None), return
-    every job's result."""
-    todo = [j for j in jobs if not path_of(j).is_file()]
+    """Run the jobs whose result file is missing (in ``pool``, or here when it is None), once per
+    file (jobs that share a file are the same cell), return every job's result."""
+    todo: dict = {}
+    for j in jobs:
+        if not path_of(j).is_file():
+            todo.setdefault(path_of(j), j)
+    todo = list(todo.values())
     for job, res in zip(todo, (pool.map if pool else map)(fn, todo)):
         atomic_write_json(res, path_of(job))
         print(f"  {path_of(job).stem}: " + (f"test UAR {res['test_uar']:.1f}" if "test_uar" in res
@@ -136,13 +166,8 @@ def main(argv=None) -> None:
     p.add_argument("--gan", help="ARCH-VARIANT-gSEED of --run's GANs, e.g. gan_mlp-div_sml-g2")
     p.add_argument("--store", help="the feature store (default: the sweep's / the run's)")
     p.add_argument("--psi", default="1,0.75,0.5,0.25", help="truncation values to choose from")
-    p.add_argument("--budgets", default="1,2,5,10,20")
     p.add_argument("--draws", type=int, default=5, help="dev draws per (fold, budget, psi)")
-    p.add_argument("--seeds", default="0", help="test cells' downstream seeds")
-    p.add_argument("--er-overrides", help="over the converge ER recipe, for dev and test runs alike")
-    p.add_argument("--workers", type=int, default=2, help="processes (1: run in this one)")
-    p.add_argument("--work", required=True)
-    p.add_argument("--out", required=True)
+    add_test_args(p)
     a = p.parse_args(argv)
     if a.run and not a.gan:
         p.error("--run needs --gan")
@@ -155,9 +180,7 @@ def main(argv=None) -> None:
         (work / d).mkdir(parents=True, exist_ok=True)
     recipe = {"generators": {f"fold{f}": str(g) for f, g in gens.items()}, "store": str(store),
               "er_overrides": a.er_overrides}
-    if (work / "recipe.json").is_file() and json.loads((work / "recipe.json").read_text()) != recipe:
-        raise UserError(f"{work} holds results of another recipe ({work / 'recipe.json'}); use a new --work")
-    atomic_write_json(recipe, work / "recipe.json")
+    keep_recipe(work, recipe)
     common = {"store": store, "cfg": grid_config(store, a.er_overrides, Path(a.run) if a.run else None),
               "generators": {gan_key(arch, variant, f, gan_seed): str(g) for f, g in gens.items()}}
     base = {"downstream": "linear", "arch": None, "variant": None, "losses": [], "gan_seed": None, "balance": "balanced"}

@@ -1,4 +1,5 @@
-"""Tests of the benchmark scripts (gan_profile, lambda_sweep(_test), gan_att_choice, same_cells, gan_seeds) on tiny data."""
+"""Tests of the benchmark scripts (gan_profile, lambda_sweep(_test), gan_att_choice, same_cells, gan_seeds,
+truncation, config_choice) on tiny data."""
 import importlib.util
 import json
 from pathlib import Path
@@ -154,6 +155,8 @@ def test_gan_seeds_pools_runs_and_pairs_fold_means_over_every_gan_seed(tmp_path)
     assert row["spread"]["baseline"]["mean_std_over_seeds"] == 0.0 and row["spread"]["random"]["seeds_per_fold"] == [3]
     only = bench.analyse([r for r in a if r.get("variant") != "baseline"], "gan_mlp", "linear")
     assert only["variants"] == ["div_sml"] and set(only["by_budget"]["1"]["paired"]) == {"div_sml - random", "real - div_sml"}
+    five = [{**r, "ppc": 5} for r in a if r["source"] == "gan"]  # GAN rows at 5 ppc, no random subset there
+    assert list(bench.analyse(a + five, "gan_mlp", "linear", budgets=[1])["by_budget"]) == ["1"]
     b.append({**a[1], "predictions": "different"})
     (tmp_path / "b.json").write_text(json.dumps({"records": b}))
     with pytest.raises(SystemExit, match="disagree"):
@@ -225,3 +228,57 @@ def test_truncation_choice_breaks_ties_to_the_larger_psi():
     scores = [{"psi": p, "dev_uar": u} for p, u in [(1.0, 60), (1.0, 70), (0.5, 70), (0.5, 60), (0.25, 50)]]
     assert choose(scores) == 1.0
     assert choose(scores + [{"psi": 0.25, "dev_uar": 100}]) == 0.25
+
+
+def test_config_choice_keeps_the_better_dev_gan_per_fold_and_shares_its_test_cells(env, tmp_path):
+    from s3prl_dd.gan.checkpoint import export_generator
+    from s3prl_dd.gan.models import build_gan
+    from s3prl_dd.protocol import LABELS
+    from s3prl_dd.utils import UserError
+
+    bench = _load("config_choice")
+    cfg = gan_cfg("gan_mlp")["model"]
+    mean, std = env["store"].stats("fold1")
+
+    def gan(run_dir, seed, dev_uar):
+        torch.manual_seed(seed)
+        run_dir.mkdir(parents=True)
+        export_generator(run_dir / "generator.pt", build_gan(cfg)[0], cfg, torch.from_numpy(mean), torch.from_numpy(std),
+                         LABELS, [8, 8, 8, 8], {"representation": {"kind": "hidden_state", "layer": -1}, "dim": 8,
+                                                "upstream": "fbank_no_cmvn", "downsample_rate": 160, "fold": "fold1", "step": 1})
+        (run_dir / "result.json").write_text(json.dumps({"best_dev_uar": dev_uar, "best_step": 1, "step": 2, "train_seconds": 1.0}))
+        (run_dir / "config.yaml").write_text("{}")
+
+    run = tmp_path / "run"
+    gan(run / "gans" / "gan_mlp-div_sml-fold1-g0" / "00000-x", 0, 0.5)
+    save_yaml({"folds": [1]}, run / "config.yaml")
+    (run / "store").symlink_to(env["store"].path)
+    sweep = tmp_path / "sweep.json"
+
+    def alt_scoring(dev_uar):
+        alt = tmp_path / f"alt{dev_uar}"
+        gan(alt, 1, dev_uar)
+        sweep.write_text(json.dumps({"runs": [{"fold": 1, "run_dir": str(alt)}]}))
+
+    alt_scoring(0.7)
+    work, out = tmp_path / "work", tmp_path / "c.json"
+    args = ["--run", str(run), "--gan", "gan_mlp-div_sml-g0", "--alt", str(sweep), "--budgets", "2", "--workers", "1",
+            "--er-overrides", "runner.patience=100", "--work", str(work), "--out", str(out)]
+    bench.main(args)
+    r = json.loads(out.read_text())
+    assert r["choice"] == {"fold1": "alt"} and r["alt_gans"]["1"]["best_dev_uar"] == 70.0
+    sets = {x["set"]: x for x in r["records"]}
+    assert set(sets) == {"real", "random", "grid", "alt", "chosen"}
+    assert sets["chosen"]["predictions"] == sets["alt"]["predictions"]
+    assert len(list((work / "cells").glob("*.json"))) == 4  # the chosen cell is the alt cell's file, run once
+    with pytest.raises(UserError, match="another recipe"):  # other generators: a new --work
+        alt_scoring(0.4)
+        bench.main(args)
+    work2 = tmp_path / "work2"
+    bench.main(args[:-4] + ["--work", str(work2), "--out", str(out)])  # the grid's GAN wins on dev
+    r = json.loads(out.read_text())
+    sets = {x["set"]: x for x in r["records"]}
+    assert r["choice"] == {"fold1": "grid"} and sets["chosen"]["predictions"] == sets["grid"]["predictions"]
+    with pytest.raises(UserError, match="one GAN per fold"):
+        sweep.write_text(json.dumps({"runs": [{"fold": 1, "run_dir": "a"}, {"fold": 1, "run_dir": "b"}]}))
+        bench.main(args)

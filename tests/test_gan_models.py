@@ -180,7 +180,7 @@ def test_fit_real_uses_the_time_mean_for_mlp():
 def test_shipped_configs_are_complete():
     paths = sorted(glob.glob(str(ROOT / "downstream_configs/gan/*.yaml")))
     assert {Path(p).stem for p in paths} >= {"gan_cnn_paper", "gan_att_paper", "gan_cnn_cpu",
-                                             "gan_att_cpu", "gan_att_ssl_cpu", "gan_mlp_cpu"}
+                                             "gan_att_cpu", "gan_att_ssl_cpu", "gan_att_ssl_paper", "gan_mlp_cpu"}
     for path in paths:
         cfg = load_yaml(path)
         assert set(cfg["loss"]) >= {"lambda_gp", "lambda_cls_real", "lambda_cls_fake", "lambda_fm",
@@ -194,7 +194,8 @@ def test_shipped_configs_are_complete():
         assert x.shape == (2, cfg["model"]["T"], cfg["model"]["D"]) and len(D(x, True)[2]) >= 2
 
 
-@pytest.mark.parametrize("name, lo_mb, hi_mb", [("gan_cnn_paper", 80, 120), ("gan_att_paper", 45, 75)])
+@pytest.mark.parametrize("name, lo_mb, hi_mb", [("gan_cnn_paper", 80, 120), ("gan_att_paper", 45, 75),
+                                                   ("gan_att_ssl_paper", 45, 75)])
 def test_paper_configs_match_table1_sizes(name, lo_mb, hi_mb):
     # Table 1: GAN-CNN 0.1 GB, GAN-ATT 0.06 GB. Built on the meta device: shapes, no memory.
     with torch.device("meta"):
