@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -76,6 +77,8 @@ def main(argv=None) -> None:
     for f in folds:
         print(f"fold{f}: dev UAR grid {grid[f]['best_dev_uar']:.1f} (step {grid[f]['best_step']}), "
               f"alt {alt[f]['best_dev_uar']:.1f} (step {alt[f]['best_step']}) -> {choice[f'fold{f}']}", flush=True)
+    dev_means = {n: statistics.fmean(g[f]["best_dev_uar"] for f in folds) for n, g in (("grid", grid), ("alt", alt))}
+    print(f"mean dev UAR over folds: grid {dev_means['grid']:.1f}, alt {dev_means['alt']:.1f}", flush=True)
     budgets, seeds = [int(b) for b in a.budgets.split(",")], [int(s) for s in a.seeds.split(",")]
     store, work = str(run / "store"), Path(a.work)
     (work / "cells").mkdir(parents=True, exist_ok=True)
@@ -109,7 +112,7 @@ def main(argv=None) -> None:
     records = [{**r, "set": t["set"]} for t, r in zip(tests, records)]
     summary = summarize(records, folds, budgets, SETS, COMPARISONS)
     atomic_write_json({"run": str(run), "gan": a.gan, "alt": a.alt, "folds": folds, "budgets": budgets, "seeds": seeds,
-                       "grid_gans": grid, "alt_gans": alt, "choice": choice,
+                       "grid_gans": grid, "alt_gans": alt, "dev_means": dev_means, "choice": choice,
                        "note": "choice: per fold, the GAN with the better quick-eval dev UAR (ties: grid); test never read for it",
                        "summary": summary, "records": records},
                       a.out)

@@ -70,8 +70,8 @@ def analyse(records: list[dict], arch: str, downstream: str, budgets=None) -> di
         raise SystemExit(f"error: no {downstream} cells of {arch} in these runs")
     seeds = sorted({r["seed"] for r in gan})  # the GAN rows' downstream seeds, used for every row
     records = [r for r in records if r["downstream"] == downstream and r["seed"] in seeds]
-    budgets = sorted({r["ppc"] for r in gan if r["balance"] == "balanced" and isinstance(r["ppc"], int)}
-                     & set(budgets or [r["ppc"] for r in gan]))
+    budgets = sorted({r["ppc"] for r in gan if r["balance"] == "balanced" and isinstance(r["ppc"], int)
+                      and (budgets is None or r["ppc"] in budgets)})
     variants = [v for v in VARIANTS if any(r["variant"] == v for r in gan)]
     real = {"source": "real", "ppc": "full", "balance": "imbalanced"}  # the report's full real data
     out = {"arch": arch, "downstream": downstream, "downstream_seeds": seeds,

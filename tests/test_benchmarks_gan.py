@@ -267,6 +267,7 @@ def test_config_choice_keeps_the_better_dev_gan_per_fold_and_shares_its_test_cel
     bench.main(args)
     r = json.loads(out.read_text())
     assert r["choice"] == {"fold1": "alt"} and r["alt_gans"]["1"]["best_dev_uar"] == 70.0
+    assert r["dev_means"] == {"grid": 50.0, "alt": 70.0}
     sets = {x["set"]: x for x in r["records"]}
     assert set(sets) == {"real", "random", "grid", "alt", "chosen"}
     assert sets["chosen"]["predictions"] == sets["alt"]["predictions"]

@@ -7,7 +7,8 @@ import yaml
 from gan_fixtures import DIM, REP, gan_cfg, tiny_pool, tiny_store
 from s3prl_dd import cli
 from s3prl_dd.distill import SOURCES, TrainingSet, make_training_set, source_config
-from s3prl_dd.distill.common import CONFIG_DIR, class_noise, fold_train
+from s3prl_dd.distill.common import CONFIG_DIR, fold_train
+from s3prl_dd.gan.sampler import class_noise
 from s3prl_dd.distill.dm import DM_DEFAULTS
 from s3prl_dd.distill.herding import GAN_HERDING_DEFAULTS, GAN_IID_DEFAULTS
 from s3prl_dd.distill.latent import LATENT_DEFAULTS, gradient_matching_loss, linear_er_params

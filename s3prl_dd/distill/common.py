@@ -1,5 +1,6 @@
 """What every distillation source shares: the :class:`TrainingSet` it returns, the fold's real
-train part in the store's standardised space, the GAN noise convention, and configs.
+train part in the store's standardised space, generation from GAN latents (drawn as
+``gan.sampler.class_noise`` draws them), and configs.
 
 Spaces. Sources work in the store's standardised space (``(x - mean) / std`` with the fold's
 TRAIN frame statistics, ``FeatureStore.stats(fold)``), where every dimension has unit scale, and
@@ -20,7 +21,6 @@ import numpy as np
 import torch
 
 from ..features.store import make_meta, normalize_fold, write_store
-from ..gan.sampler import class_noise  # noqa: F401  (the sampler's noise, for the GAN sources)
 from ..utils import UserError, apply_overrides, atomic_torch_save, config_path, load_yaml, merge_config
 
 FORMAT = "s3prl-dd-distilled-set"
@@ -208,7 +208,7 @@ def fold_train(store, fold) -> FoldTrain:
                      sorted(label_map.values()), {v: k for k, v in label_map.items()})
 
 
-# ---------------------------------------------------------------------------- GAN noise
+# ---------------------------------------------------------------------------- GAN latents
 @torch.no_grad()
 def generate_from_latents(g, labels: np.ndarray, latents: torch.Tensor, batch_size: int = 256) -> list[np.ndarray]:
     """Raw-scale (T, D) float32 arrays for (label, latent) pairs, one class at a time in the

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..gan.sampler import check_truncation
+from ..gan.sampler import check_truncation, class_noise
 from ..utils import UserError, pick_device
-from .common import (TrainingSet, check_generator, class_noise, fold_train, generate_from_latents,
+from .common import (TrainingSet, check_generator, fold_train, generate_from_latents,
                      generator_bytes, merge, resolve_generator, resolve_pool)
 from .embed import PoolEmbedder
 from .objectives import herding_select

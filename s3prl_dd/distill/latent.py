@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from ..gan.realdata import step_generator
+from ..gan.sampler import class_noise
 from ..utils import UserError, pick_device
-from .common import (TrainingSet, check_generator, class_noise, fold_train, generate_from_latents,
+from .common import (TrainingSet, check_generator, fold_train, generate_from_latents,
                      generator_bytes, merge, resolve_generator, resolve_pool)
 from .embed import PoolEmbedder, RandomEmbedder, _linear_init
 from .herding import _ids
