@@ -1,4 +1,4 @@
-"""Another GAN config against a pipeline run's, chosen per fold on that fold's dev split.
+"""Other GAN configs against a pipeline run's, chosen per fold on that fold's dev split.
 
     python benchmarks/lambda_sweep.py --store runs/R/store --folds 1,2,3,4,5 --work runs/alt \
         --config downstream_configs/gan/gan_att_ssl_cpu.yaml --lambda-div 1 --lambda-sml 1 \
@@ -7,8 +7,19 @@
     python benchmarks/config_choice.py --run runs/R --gan gan_att-div_sml-g0 --alt runs/alt/sweep.json \
         --work runs/alt_test --out benchmarks/results/<name>.json
 
+``--alt`` takes several sweeps, comma-separated (named alt, alt2, alt3, ... in the output): each
+fold then keeps the best of the grid's GAN and all alternatives (ties: the grid's, then the
+earlier alternative), and each alternative is also reported for every fold and against the one
+before it (e.g. the same config trained longer).
+
+``--draws N`` adds a second, less noisy selection ("chosen_dev"), the one ``truncation.py`` uses
+for ψ: per fold AND budget, the linear ER model (``converge`` recipe) is trained on N fresh sample
+sets of each GAN (sampling and ER seeds 100, 101, ...: never the test cells' seeds) and scored on
+the fold's dev split only; the GAN with the best mean dev UAR is kept (ties as above). A
+trainer's quick evaluation, by contrast, is 3 draws at one budget and its best over 8-16 steps.
+
 The question "would a user do better with config B than with the grid's config A?" answered the
-way a user could: per fold, the GAN with the better quick-eval dev UAR (the trainer's own
+way a user could: per fold, the GAN with the best quick-eval dev UAR (the trainer's own
 ``best``: its fold's DEV split only) is kept, ties going to the grid's. Only then are test cells
 run (``pipeline.cells.run_cell`` under the run's own config, so full real, random and grid-GAN
 cells are the run's: ``benchmarks/same_cells.py`` can match them): full real data, a random real
@@ -33,14 +44,43 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from lambda_sweep_test import print_summary, summarize  # noqa: E402
-from truncation import add_test_args, cached, grid_config, keep_recipe, run_generators, test_job  # noqa: E402
+from truncation import (SELECTION_SEED, add_test_args, cached, dev_score, grid_config, keep_recipe,  # noqa: E402
+                        run_generators, test_job)
 from s3prl_dd.pipeline.cells import cell_key  # noqa: E402
 from s3prl_dd.pipeline.config import gan_key  # noqa: E402
 from s3prl_dd.utils import UserError, atomic_write_json  # noqa: E402
 from s3prl_dd.workers import init_worker  # noqa: E402
 
-SETS = ("random", "grid", "alt", "chosen")
-COMPARISONS = (("chosen", "grid"), ("chosen", "random"), ("alt", "grid"), ("grid", "random"), ("real", "chosen"))
+
+def alt_names(n: int) -> list[str]:
+    return ["alt"] + [f"alt{k}" for k in range(2, n + 1)]
+
+
+def sets_and_comparisons(names: list[str], on_draws: bool = False) -> tuple[tuple, tuple]:
+    steps = [(b, a) for a, b in zip(names, names[1:])]  # each alternative against the one before it
+    dev = ((("chosen_dev", "random"), ("chosen_dev", "grid"), ("chosen_dev", "chosen"), ("real", "chosen_dev"))
+           if on_draws else ())
+    return (("random", "grid", *names, "chosen") + (("chosen_dev",) if on_draws else ()),
+            (("chosen", "grid"), ("chosen", "random"), *((n, "grid") for n in names),
+             *((n, "random") for n in names), *steps, *dev,
+             ("grid", "random"), ("real", "chosen"), *(("real", n) for n in names)))
+
+
+def best(scores: dict[str, float]) -> str:
+    """The name with the best score; ties go to the earlier name (the grid's first)."""
+    names = list(scores)
+    return max(names, key=lambda n: (round(scores[n], 6), -names.index(n)))
+
+
+def choose(candidates: dict[str, dict], fold: int) -> str:
+    """The GAN whose trainer's quick evaluation scored best on the fold's dev split."""
+    return best({n: g[fold]["best_dev_uar"] for n, g in candidates.items()})
+
+
+def choose_on_draws(scores: list[dict], names: list[str], fold: int, ppc: int) -> str:
+    """The GAN with the best mean dev UAR over the selection draws of (fold, budget)."""
+    return best({n: statistics.fmean(s["dev_uar"] for s in scores if s["set"] == n and s["fold"] == fold
+                                      and s["ppc"] == ppc) for n in names})
 
 
 def scored(generator: Path) -> dict:
@@ -64,26 +104,32 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="a pipeline run directory")
     p.add_argument("--gan", required=True, help="ARCH-VARIANT-gSEED of --run's GANs, e.g. gan_att-div_sml-g0")
-    p.add_argument("--alt", required=True, help="lambda_sweep.py JSON of the alternative: one GAN per fold")
+    p.add_argument("--alt", required=True,
+                   help="lambda_sweep.py JSON(s) of the alternative(s), comma-separated: one GAN per fold each")
+    p.add_argument("--draws", type=int, default=0, help="dev draws per (fold, budget, GAN) for chosen_dev (0: none)")
     add_test_args(p)
     a = p.parse_args(argv)
     run = Path(a.run)
     found, arch, variant, gan_seed = run_generators(run, a.gan)
-    grid, alt = {f: scored(g) for f, g in found.items()}, alt_gans(Path(a.alt))
-    folds = sorted(set(grid) & set(alt))
+    sweeps = a.alt.split(",")
+    names = alt_names(len(sweeps))
+    sets, comparisons = sets_and_comparisons(names, a.draws > 0)
+    gans = {"grid": {f: scored(g) for f, g in found.items()}, **{n: alt_gans(Path(s)) for n, s in zip(names, sweeps)}}
+    folds = sorted(set.intersection(*(set(g) for g in gans.values())))
     if not folds:
-        raise UserError(f"no fold has both a finished {a.gan} GAN in {run} and a GAN in {a.alt}")
-    choice = {f"fold{f}": "alt" if alt[f]["best_dev_uar"] > grid[f]["best_dev_uar"] else "grid" for f in folds}
+        raise UserError(f"no fold has both a finished {a.gan} GAN in {run} and a GAN in each of {a.alt}")
+    choice = {f"fold{f}": choose(gans, f) for f in folds}
     for f in folds:
-        print(f"fold{f}: dev UAR grid {grid[f]['best_dev_uar']:.1f} (step {grid[f]['best_step']}), "
-              f"alt {alt[f]['best_dev_uar']:.1f} (step {alt[f]['best_step']}) -> {choice[f'fold{f}']}", flush=True)
-    dev_means = {n: statistics.fmean(g[f]["best_dev_uar"] for f in folds) for n, g in (("grid", grid), ("alt", alt))}
-    print(f"mean dev UAR over folds: grid {dev_means['grid']:.1f}, alt {dev_means['alt']:.1f}", flush=True)
+        line = ", ".join(f"{n} {g[f]['best_dev_uar']:.1f} (step {g[f]['best_step']})" for n, g in gans.items())
+        print(f"fold{f}: quick-eval dev UAR {line} -> {choice[f'fold{f}']}", flush=True)
+    dev_means = {n: statistics.fmean(g[f]["best_dev_uar"] for f in folds) for n, g in gans.items()}
+    print("mean dev UAR over folds: " + ", ".join(f"{n} {m:.1f}" for n, m in dev_means.items()), flush=True)
     budgets, seeds = [int(b) for b in a.budgets.split(",")], [int(s) for s in a.seeds.split(",")]
     store, work = str(run / "store"), Path(a.work)
-    (work / "cells").mkdir(parents=True, exist_ok=True)
-    keep_recipe(work, {"grid": {f"fold{f}": grid[f]["generator"] for f in folds},
-                       "alt": {f"fold{f}": alt[f]["generator"] for f in folds}, "er_overrides": a.er_overrides})
+    for d in ("dev", "cells"):
+        (work / d).mkdir(parents=True, exist_ok=True)
+    keep_recipe(work, {**{n: {f"fold{f}": g[f]["generator"] for f in folds} for n, g in gans.items()},
+                       "er_overrides": a.er_overrides})
     cfg = grid_config(store, a.er_overrides, run)
     base = {"downstream": "linear", "arch": None, "variant": None, "losses": [], "gan_seed": None, "balance": "balanced"}
     gan_cell = {**base, "source": "gan", "arch": arch, "variant": variant, "gan_seed": gan_seed}
@@ -92,33 +138,56 @@ def main(argv=None) -> None:
         return {"cfg": cfg, "store": store, "psi": None, "set": name, "cell": cell,
                 "generators": {gan_key(arch, variant, cell["fold"], gan_seed): gens[cell["fold"]]["generator"]} if gens else {}}
 
-    tests = []
-    for f in folds:
-        for s in seeds:
-            tests.append(job("real", {**base, "fold": f, "seed": s, "source": "real", "ppc": "full", "balance": "imbalanced"}))
-            for b in budgets:
-                tests.append(job("random", {**base, "fold": f, "seed": s, "source": "random", "ppc": b}))
-                cell = {**gan_cell, "fold": f, "seed": s, "ppc": b}
-                tests += [job("grid", cell, grid), job("alt", cell, alt),
-                          job("chosen", cell, alt if choice[f"fold{f}"] == "alt" else grid)]
+    def picked(t) -> str:  # the GAN a chosen cell is: it shares that GAN's cell file
+        f = f"fold{t['cell']['fold']}"
+        if t["set"] == "chosen":
+            return choice[f]
+        return dev_choice[f][str(t["cell"]["ppc"])] if t["set"] == "chosen_dev" else t["set"]
 
-    def path_of(t):  # the chosen cell is the grid's or the alternative's cell: it shares that one's file
-        alt_cell = t["set"] == "alt" or (t["set"] == "chosen" and choice[f"fold{t['cell']['fold']}"] == "alt")
-        return work / "cells" / f"{cell_key(t['cell'])}{'-alt' if alt_cell else ''}.json"
+    def path_of(t):
+        name = picked(t)
+        return work / "cells" / f"{cell_key(t['cell'])}{'-' + name if name in names else ''}.json"
 
     with (ProcessPoolExecutor(a.workers, initializer=init_worker, initargs=(os.getpid(), 1)) if a.workers > 1
           else contextlib.nullcontext()) as pool:
+        dev_choice, scores = {}, []
+        if a.draws:
+            draws = [{**job(n, {**gan_cell, "fold": f, "ppc": b, "seed": SELECTION_SEED + d}, g), "draw": d}
+                     for f in folds for b in budgets for n, g in gans.items() for d in range(a.draws)]
+            scores = cached(pool, dev_score, draws, lambda j: work / "dev" / (
+                f"fold{j['cell']['fold']}-ppc{j['cell']['ppc']}-{j['set']}-d{j['draw']}.json"))
+            scores = [{**s, "set": j["set"]} for j, s in zip(draws, scores)]
+            dev_choice = {f"fold{f}": {str(b): choose_on_draws(scores, list(gans), f, b) for b in budgets} for f in folds}
+            print("chosen on dev draws (fold: per budget):", json.dumps(dev_choice), flush=True)
+            print("mean dev UAR over folds and draws (GAN: per budget):", json.dumps(
+                {n: {b: round(statistics.fmean(s["dev_uar"] for s in scores if s["set"] == n and s["ppc"] == b), 1)
+                     for b in budgets} for n in gans}), flush=True)
+        tests = []
+        for f in folds:
+            for s in seeds:
+                tests.append(job("real", {**base, "fold": f, "seed": s, "source": "real", "ppc": "full",
+                                          "balance": "imbalanced"}))
+                for b in budgets:
+                    tests.append(job("random", {**base, "fold": f, "seed": s, "source": "random", "ppc": b}))
+                    cell = {**gan_cell, "fold": f, "seed": s, "ppc": b}
+                    tests += [job(n, cell, g) for n, g in gans.items()]
+                    tests += [job(c, cell, gans[picked({"set": c, "cell": cell})])
+                              for c in ("chosen", "chosen_dev") if c in sets]
         records = cached(pool, test_job, tests, path_of)
     records = [{**r, "set": t["set"]} for t, r in zip(tests, records)]
-    summary = summarize(records, folds, budgets, SETS, COMPARISONS)
+    summary = summarize(records, folds, budgets, sets, comparisons)
     atomic_write_json({"run": str(run), "gan": a.gan, "alt": a.alt, "folds": folds, "budgets": budgets, "seeds": seeds,
-                       "grid_gans": grid, "alt_gans": alt, "dev_means": dev_means, "choice": choice,
-                       "note": "choice: per fold, the GAN with the better quick-eval dev UAR (ties: grid); test never read for it",
+                       "grid_gans": gans["grid"], **{f"{n}_gans": gans[n] for n in names},
+                       "dev_means": dev_means, "choice": choice,
+                       "note": "choice: per fold, the GAN with the best quick-eval dev UAR (ties: grid, then the earlier alt); "
+                               "test never read for it",
+                       **({"draws": a.draws, "selection_seed": SELECTION_SEED, "dev_choice": dev_choice,
+                           "dev_scores": scores} if a.draws else {}),
                        "summary": summary, "records": records},
                       a.out)
     print(f"test runs stopped by dev patience: {sum(r['stopped'] == 'patience' for r in records)} of {len(records)}, "
           f"best dev step <= {max(r['best_step'] for r in records)}")
-    print_summary(summary, SETS)
+    print_summary(summary, sets)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Tests of the benchmark scripts (gan_profile, lambda_sweep(_test), gan_att_choice, same_cells, gan_seeds,
 truncation, config_choice) on tiny data."""
+import functools
 import importlib.util
 import json
 from pathlib import Path
@@ -229,26 +230,36 @@ def test_truncation_choice_breaks_ties_to_the_larger_psi():
     assert choose(scores) == 1.0
     assert choose(scores + [{"psi": 0.25, "dev_uar": 100}]) == 0.25
 
-
-def test_config_choice_keeps_the_better_dev_gan_per_fold_and_shares_its_test_cells(env, tmp_path):
+def _finished_gan(env, run_dir, seed, dev_uar):
+    """A random GAN-MLP exported as a finished run (generator.pt, result.json with its dev UAR)."""
     from s3prl_dd.gan.checkpoint import export_generator
     from s3prl_dd.gan.models import build_gan
     from s3prl_dd.protocol import LABELS
+
+    cfg = gan_cfg("gan_mlp")["model"]
+    mean, std = env["store"].stats("fold1")
+    torch.manual_seed(seed)
+    run_dir.mkdir(parents=True)
+    export_generator(run_dir / "generator.pt", build_gan(cfg)[0], cfg, torch.from_numpy(mean), torch.from_numpy(std),
+                     LABELS, [8, 8, 8, 8], {"representation": {"kind": "hidden_state", "layer": -1}, "dim": 8,
+                                            "upstream": "fbank_no_cmvn", "downsample_rate": 160, "fold": "fold1", "step": 1})
+    (run_dir / "result.json").write_text(json.dumps({"best_dev_uar": dev_uar, "best_step": 1, "step": 2, "train_seconds": 1.0}))
+    (run_dir / "config.yaml").write_text("{}")
+
+
+def _finished_sweep(env, tmp_path, run_dir, seed, dev_uar) -> str:
+    """A finished GAN run and its one-GAN lambda_sweep.py JSON (fold 1)."""
+    _finished_gan(env, run_dir, seed, dev_uar)
+    sweep = tmp_path / f"{run_dir.name}.json"
+    sweep.write_text(json.dumps({"runs": [{"fold": 1, "run_dir": str(run_dir)}]}))
+    return str(sweep)
+
+
+def test_config_choice_keeps_the_better_dev_gan_per_fold_and_shares_its_test_cells(env, tmp_path):
     from s3prl_dd.utils import UserError
 
     bench = _load("config_choice")
-    cfg = gan_cfg("gan_mlp")["model"]
-    mean, std = env["store"].stats("fold1")
-
-    def gan(run_dir, seed, dev_uar):
-        torch.manual_seed(seed)
-        run_dir.mkdir(parents=True)
-        export_generator(run_dir / "generator.pt", build_gan(cfg)[0], cfg, torch.from_numpy(mean), torch.from_numpy(std),
-                         LABELS, [8, 8, 8, 8], {"representation": {"kind": "hidden_state", "layer": -1}, "dim": 8,
-                                                "upstream": "fbank_no_cmvn", "downsample_rate": 160, "fold": "fold1", "step": 1})
-        (run_dir / "result.json").write_text(json.dumps({"best_dev_uar": dev_uar, "best_step": 1, "step": 2, "train_seconds": 1.0}))
-        (run_dir / "config.yaml").write_text("{}")
-
+    gan = functools.partial(_finished_gan, env)
     run = tmp_path / "run"
     gan(run / "gans" / "gan_mlp-div_sml-fold1-g0" / "00000-x", 0, 0.5)
     save_yaml({"folds": [1]}, run / "config.yaml")
@@ -283,3 +294,60 @@ def test_config_choice_keeps_the_better_dev_gan_per_fold_and_shares_its_test_cel
     with pytest.raises(UserError, match="one GAN per fold"):
         sweep.write_text(json.dumps({"runs": [{"fold": 1, "run_dir": "a"}, {"fold": 1, "run_dir": "b"}]}))
         bench.main(args)
+
+
+def test_config_choice_takes_several_alternatives_and_breaks_ties_to_the_earlier(env, tmp_path):
+    bench = _load("config_choice")
+    assert bench.choose({"grid": {1: {"best_dev_uar": 70}}, "alt": {1: {"best_dev_uar": 70}}}, 1) == "grid"
+    assert bench.choose({"grid": {1: {"best_dev_uar": 60}}, "alt": {1: {"best_dev_uar": 70}},
+                         "alt2": {1: {"best_dev_uar": 70}}}, 1) == "alt"
+
+    gan = functools.partial(_finished_sweep, env, tmp_path)
+
+    run = tmp_path / "run"
+    gan(run / "gans" / "gan_mlp-div_sml-fold1-g0" / "00000-x", 0, 0.5)
+    save_yaml({"folds": [1]}, run / "config.yaml")
+    (run / "store").symlink_to(env["store"].path)
+    alts = ",".join([gan(tmp_path / "a1", 1, 0.6), gan(tmp_path / "a2", 2, 0.8)])
+    work, out = tmp_path / "work", tmp_path / "c.json"
+    bench.main(["--run", str(run), "--gan", "gan_mlp-div_sml-g0", "--alt", alts, "--budgets", "2", "--workers", "1",
+                "--er-overrides", "runner.patience=100", "--work", str(work), "--out", str(out)])
+    r = json.loads(out.read_text())
+    assert r["choice"] == {"fold1": "alt2"} and r["dev_means"] == {"grid": 50.0, "alt": 60.0, "alt2": 80.0}
+    assert r["alt_gans"]["1"]["best_dev_uar"] == 60.0 and r["alt2_gans"]["1"]["best_dev_uar"] == 80.0
+    sets = {x["set"]: x for x in r["records"]}
+    assert set(sets) == {"real", "random", "grid", "alt", "alt2", "chosen"}
+    assert sets["chosen"]["predictions"] == sets["alt2"]["predictions"]
+    assert len(list((work / "cells").glob("*.json"))) == 5  # real, random, grid, alt, alt2: chosen is alt2's file
+    assert "alt2 - alt" in r["summary"]["by_budget"]["2"]["paired"]
+
+
+def test_config_choice_on_dev_draws_chooses_per_budget_without_test(env, tmp_path, monkeypatch):
+    bench = _load("config_choice")
+    scores = [{"set": n, "fold": 1, "ppc": b, "dev_uar": u} for n, b, u in
+              [("grid", 2, 60), ("grid", 2, 70), ("alt", 2, 80), ("alt", 2, 40), ("grid", 5, 50), ("alt", 5, 60)]]
+    assert bench.choose_on_draws(scores, ["grid", "alt"], 1, 2) == "grid"  # 65 vs 60
+    assert bench.choose_on_draws(scores, ["grid", "alt"], 1, 5) == "alt"
+
+    gan = functools.partial(_finished_sweep, env, tmp_path)
+
+    run = tmp_path / "run"
+    gan(run / "gans" / "gan_mlp-div_sml-fold1-g0" / "00000-x", 0, 0.5)
+    save_yaml({"folds": [1]}, run / "config.yaml")
+    (run / "store").symlink_to(env["store"].path)
+    alt = gan(tmp_path / "a1", 1, 0.9)
+    work, out = tmp_path / "work", tmp_path / "c.json"
+    bench.main(["--run", str(run), "--gan", "gan_mlp-div_sml-g0", "--alt", alt, "--budgets", "2,3", "--draws", "2",
+                "--workers", "1", "--er-overrides", "runner.patience=100", "--work", str(work), "--out", str(out)])
+    r = json.loads(out.read_text())
+    dev = r["dev_scores"]
+    assert len(dev) == 2 * 2 * 2 and all("test_uar" not in d for d in dev)  # budgets x GANs x draws, dev only
+    assert {d["draw"] for d in dev} == {0, 1} and {d["set"] for d in dev} == {"grid", "alt"}
+    for b in (2, 3):
+        mean_of = {n: sum(d["dev_uar"] for d in dev if d["set"] == n and d["ppc"] == b) / 2 for n in ("grid", "alt")}
+        want = "alt" if round(mean_of["alt"], 6) > round(mean_of["grid"], 6) else "grid"
+        assert r["dev_choice"]["fold1"][str(b)] == want
+        recs = {x["set"]: x for x in r["records"] if x["ppc"] == b}
+        assert recs["chosen_dev"]["predictions"] == recs[want]["predictions"]
+    assert r["choice"] == {"fold1": "alt"}  # the quick-eval choice is still made and reported
+    assert "chosen_dev - chosen" in r["summary"]["by_budget"]["2"]["paired"]
