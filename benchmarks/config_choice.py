@@ -18,6 +18,10 @@ sets of each GAN (sampling and ER seeds 100, 101, ...: never the test cells' see
 the fold's dev split only; the GAN with the best mean dev UAR is kept (ties as above). A
 trainer's quick evaluation, by contrast, is 3 draws at one budget and its best over 8-16 steps.
 
+``--average``: the alternatives are GAN seeds of one config; their mean test UAR per fold and
+budget is reported too ("alt_mean"), so generator variance sits inside each fold's value and the
+fold stays the unit of the paired tests.
+
 The question "would a user do better with config B than with the grid's config A?" answered the
 way a user could: per fold, the GAN with the best quick-eval dev UAR (the trainer's own
 ``best``: its fold's DEV split only) is kept, ties going to the grid's. Only then are test cells
@@ -56,14 +60,26 @@ def alt_names(n: int) -> list[str]:
     return ["alt"] + [f"alt{k}" for k in range(2, n + 1)]
 
 
-def sets_and_comparisons(names: list[str], on_draws: bool = False) -> tuple[tuple, tuple]:
+def sets_and_comparisons(names: list[str], on_draws: bool = False, average: bool = False) -> tuple[tuple, tuple]:
     steps = [(b, a) for a, b in zip(names, names[1:])]  # each alternative against the one before it
     dev = ((("chosen_dev", "random"), ("chosen_dev", "grid"), ("chosen_dev", "chosen"), ("real", "chosen_dev"))
            if on_draws else ())
-    return (("random", "grid", *names, "chosen") + (("chosen_dev",) if on_draws else ()),
+    mean = (("alt_mean", "random"), ("alt_mean", "grid"), ("real", "alt_mean")) if average else ()
+    return (("random", "grid", *names, "chosen") + (("chosen_dev",) if on_draws else ())
+            + (("alt_mean",) if average else ()),
             (("chosen", "grid"), ("chosen", "random"), *((n, "grid") for n in names),
              *((n, "random") for n in names), *steps, *dev,
-             ("grid", "random"), ("real", "chosen"), *(("real", n) for n in names)))
+             ("grid", "random"), ("real", "chosen"), *(("real", n) for n in names), *mean))
+
+
+def mean_over_alternatives(records: list[dict], names: list[str]) -> list[dict]:
+    """One "alt_mean" record per (fold, budget, downstream seed): the alternatives' mean test UAR."""
+    groups: dict = {}
+    for r in records:
+        if r["set"] in names:
+            groups.setdefault((r["fold"], r["ppc"], r["seed"]), []).append(r["test_uar"])
+    return [{"set": "alt_mean", "fold": f, "ppc": b, "seed": s, "test_uar": statistics.fmean(v), "n_gans": len(v)}
+            for (f, b, s), v in groups.items()]
 
 
 def best(scores: dict[str, float]) -> str:
@@ -107,13 +123,14 @@ def main(argv=None) -> None:
     p.add_argument("--alt", required=True,
                    help="lambda_sweep.py JSON(s) of the alternative(s), comma-separated: one GAN per fold each")
     p.add_argument("--draws", type=int, default=0, help="dev draws per (fold, budget, GAN) for chosen_dev (0: none)")
+    p.add_argument("--average", action="store_true", help="the alternatives are GAN seeds: report their mean too")
     add_test_args(p)
     a = p.parse_args(argv)
     run = Path(a.run)
     found, arch, variant, gan_seed = run_generators(run, a.gan)
     sweeps = a.alt.split(",")
     names = alt_names(len(sweeps))
-    sets, comparisons = sets_and_comparisons(names, a.draws > 0)
+    sets, comparisons = sets_and_comparisons(names, a.draws > 0, a.average)
     gans = {"grid": {f: scored(g) for f, g in found.items()}, **{n: alt_gans(Path(s)) for n, s in zip(names, sweeps)}}
     folds = sorted(set.intersection(*(set(g) for g in gans.values())))
     if not folds:
@@ -175,6 +192,8 @@ def main(argv=None) -> None:
                               for c in ("chosen", "chosen_dev") if c in sets]
         records = cached(pool, test_job, tests, path_of)
     records = [{**r, "set": t["set"]} for t, r in zip(tests, records)]
+    if a.average:
+        records += mean_over_alternatives(records, names)
     summary = summarize(records, folds, budgets, sets, comparisons)
     atomic_write_json({"run": str(run), "gan": a.gan, "alt": a.alt, "folds": folds, "budgets": budgets, "seeds": seeds,
                        "grid_gans": gans["grid"], **{f"{n}_gans": gans[n] for n in names},
@@ -185,8 +204,9 @@ def main(argv=None) -> None:
                            "dev_scores": scores} if a.draws else {}),
                        "summary": summary, "records": records},
                       a.out)
-    print(f"test runs stopped by dev patience: {sum(r['stopped'] == 'patience' for r in records)} of {len(records)}, "
-          f"best dev step <= {max(r['best_step'] for r in records)}")
+    runs = [r for r in records if "stopped" in r]  # alt_mean rows are averages, not runs
+    print(f"test runs stopped by dev patience: {sum(r['stopped'] == 'patience' for r in runs)} of {len(runs)}, "
+          f"best dev step <= {max(r['best_step'] for r in runs)}")
     print_summary(summary, sets)
 
 

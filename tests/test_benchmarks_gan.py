@@ -320,6 +320,13 @@ def test_config_choice_takes_several_alternatives_and_breaks_ties_to_the_earlier
     assert sets["chosen"]["predictions"] == sets["alt2"]["predictions"]
     assert len(list((work / "cells").glob("*.json"))) == 5  # real, random, grid, alt, alt2: chosen is alt2's file
     assert "alt2 - alt" in r["summary"]["by_budget"]["2"]["paired"]
+    bench.main(["--run", str(run), "--gan", "gan_mlp-div_sml-g0", "--alt", alts, "--budgets", "2", "--workers", "1",
+                "--er-overrides", "runner.patience=100", "--work", str(work), "--out", str(out), "--average"])
+    r = json.loads(out.read_text())
+    sets = {x["set"]: x for x in r["records"]}
+    assert sets["alt_mean"]["test_uar"] == pytest.approx((sets["alt"]["test_uar"] + sets["alt2"]["test_uar"]) / 2)
+    assert r["summary"]["by_budget"]["2"]["sets"]["alt_mean"]["mean"] == pytest.approx(sets["alt_mean"]["test_uar"])
+    assert "alt_mean - random" in r["summary"]["by_budget"]["2"]["paired"]
 
 
 def test_config_choice_on_dev_draws_chooses_per_budget_without_test(env, tmp_path, monkeypatch):
