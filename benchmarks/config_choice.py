@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from lambda_sweep_test import print_summary, summarize  # noqa: E402
 from truncation import (SELECTION_SEED, add_test_args, cached, dev_score, grid_config, keep_recipe,  # noqa: E402
-                        run_generators, test_job)
+                        print_stopping, run_generators, test_job)
 from s3prl_dd.pipeline.cells import cell_key  # noqa: E402
 from s3prl_dd.pipeline.config import gan_key  # noqa: E402
 from s3prl_dd.utils import UserError, atomic_write_json  # noqa: E402
@@ -204,9 +204,9 @@ def main(argv=None) -> None:
                            "dev_scores": scores} if a.draws else {}),
                        "summary": summary, "records": records},
                       a.out)
-    runs = [r for r in records if "stopped" in r]  # alt_mean rows are averages, not runs
-    print(f"test runs stopped by dev patience: {sum(r['stopped'] == 'patience' for r in runs)} of {len(runs)}, "
-          f"best dev step <= {max(r['best_step'] for r in runs)}")
+    if scores:
+        print_stopping("dev", scores)
+    print_stopping("test", [r for r in records if "stopped" in r])  # alt_mean rows are averages, not runs
     print_summary(summary, sets)
 
 

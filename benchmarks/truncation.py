@@ -154,6 +154,12 @@ def cached(pool, fn, jobs: list[dict], path_of) -> list[dict]:
     return [json.loads(path_of(j).read_text()) for j in jobs]
 
 
+def print_stopping(name: str, runs: list[dict]) -> None:
+    """Did every ER run converge? (stopped by dev patience, not by the step cap)"""
+    print(f"{name} runs stopped by dev patience: {sum(r['stopped'] == 'patience' for r in runs)} of {len(runs)}, "
+          f"best dev step <= {max(r['best_step'] for r in runs)}")
+
+
 def test_job(job: dict) -> dict:
     return {**run_cell(job["cell"], context(job)), "set": job["set"], "psi": job["psi"]}
 
@@ -217,8 +223,7 @@ def main(argv=None) -> None:
                        "dev_means": dev_means(scores, psis, budgets), "dev_scores": scores, "summary": summary,
                        "records": records}, a.out)
     for name, rs in (("dev", scores), ("test", records)):
-        print(f"{name} runs stopped by dev patience: {sum(r['stopped'] == 'patience' for r in rs)} of {len(rs)}, "
-              f"best dev step <= {max(r['best_step'] for r in rs)}")
+        print_stopping(name, rs)
     print("mean dev UAR over folds and draws (psi: per budget):", json.dumps(
         {p: {b: round(v, 1) for b, v in row.items()} for p, row in dev_means(scores, psis, budgets).items()}))
     print_summary(summary, SETS)
