@@ -22,6 +22,17 @@ trainer's quick evaluation, by contrast, is 3 draws at one budget and its best o
 budget is reported too ("alt_mean"), so generator variance sits inside each fold's value and the
 fold stays the unit of the paired tests.
 
+``--baseline``: one sweep per alternative, in the same order, of its Baseline (the same config and
+GAN seed with λ5 = λ6 = 0: the paper's Table 2 comparison). Baselines are tested ("baseline",
+"baseline2", ...; with ``--average`` also "baseline_mean") and paired with their alternative, but
+are never candidates of a choice.
+
+``--downstream deep`` tests every set with s3prl's DeepModel (the run's ``deep_er`` recipe) instead
+of the linear model; choices are still made on the quick evaluation (``--draws`` trains linear
+models, so it is linear only). Cells the run itself already holds under the same recipe (full
+real, random, the grid's GAN: ``pipeline.cells.is_done``) are copied into ``--work``, not rerun: on
+one machine a rerun gives the same record (``benchmarks/same_cells.py``).
+
 The question "would a user do better with config B than with the grid's config A?" answered the
 way a user could: per fold, the GAN with the best quick-eval dev UAR (the trainer's own
 ``best``: its fold's DEV split only) is kept, ties going to the grid's. Only then are test cells
@@ -38,6 +49,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -50,7 +62,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from lambda_sweep_test import print_summary, summarize  # noqa: E402
 from truncation import (SELECTION_SEED, add_test_args, cached, dev_score, grid_config, keep_recipe,  # noqa: E402
                         print_stopping, run_generators, test_job)
-from s3prl_dd.pipeline.cells import cell_key  # noqa: E402
+from s3prl_dd.pipeline.cells import cell_key, is_done  # noqa: E402
 from s3prl_dd.pipeline.config import gan_key  # noqa: E402
 from s3prl_dd.utils import UserError, atomic_write_json  # noqa: E402
 from s3prl_dd.workers import init_worker  # noqa: E402
@@ -60,25 +72,32 @@ def alt_names(n: int) -> list[str]:
     return ["alt"] + [f"alt{k}" for k in range(2, n + 1)]
 
 
-def sets_and_comparisons(names: list[str], on_draws: bool = False, average: bool = False) -> tuple[tuple, tuple]:
+def baseline_names(n: int) -> list[str]:
+    return ["baseline"] + [f"baseline{k}" for k in range(2, n + 1)]
+
+
+def sets_and_comparisons(names: list[str], on_draws: bool = False, average: bool = False,
+                         baselines: list[str] = ()) -> tuple[tuple, tuple]:
     steps = [(b, a) for a, b in zip(names, names[1:])]  # each alternative against the one before it
     dev = ((("chosen_dev", "random"), ("chosen_dev", "grid"), ("chosen_dev", "chosen"), ("real", "chosen_dev"))
            if on_draws else ())
     mean = (("alt_mean", "random"), ("alt_mean", "grid"), ("real", "alt_mean")) if average else ()
+    base = (*zip(names, baselines), *((b, "random") for b in baselines))
+    base_mean = (("alt_mean", "baseline_mean"), ("baseline_mean", "random")) if average and baselines else ()
     return (("random", "grid", *names, "chosen") + (("chosen_dev",) if on_draws else ())
-            + (("alt_mean",) if average else ()),
+            + (("alt_mean",) if average else ()) + tuple(baselines) + (("baseline_mean",) if base_mean else ()),
             (("chosen", "grid"), ("chosen", "random"), *((n, "grid") for n in names),
              *((n, "random") for n in names), *steps, *dev,
-             ("grid", "random"), ("real", "chosen"), *(("real", n) for n in names), *mean))
+             ("grid", "random"), ("real", "chosen"), *(("real", n) for n in names), *mean, *base, *base_mean))
 
 
-def mean_over_alternatives(records: list[dict], names: list[str]) -> list[dict]:
-    """One "alt_mean" record per (fold, budget, downstream seed): the alternatives' mean test UAR."""
+def mean_over_alternatives(records: list[dict], names: list[str], as_set: str = "alt_mean") -> list[dict]:
+    """One ``as_set`` record per (fold, budget, downstream seed): the named sets' mean test UAR."""
     groups: dict = {}
     for r in records:
         if r["set"] in names:
             groups.setdefault((r["fold"], r["ppc"], r["seed"]), []).append(r["test_uar"])
-    return [{"set": "alt_mean", "fold": f, "ppc": b, "seed": s, "test_uar": statistics.fmean(v), "n_gans": len(v)}
+    return [{"set": as_set, "fold": f, "ppc": b, "seed": s, "test_uar": statistics.fmean(v), "n_gans": len(v)}
             for (f, b, s), v in groups.items()]
 
 
@@ -97,6 +116,18 @@ def choose_on_draws(scores: list[dict], names: list[str], fold: int, ppc: int) -
     """The GAN with the best mean dev UAR over the selection draws of (fold, budget)."""
     return best({n: statistics.fmean(s["dev_uar"] for s in scores if s["set"] == n and s["fold"] == fold
                                       and s["ppc"] == ppc) for n in names})
+
+
+def copy_run_cells(tests: list[dict], path_of, run_cells: Path) -> int:
+    """Copy the run's own records of the unsuffixed cells (real, random, its GAN's) whose recipe is
+    this job's; returns how many."""
+    n = 0
+    for t in tests:
+        dst = path_of(t)
+        if not dst.is_file() and dst.stem == cell_key(t["cell"]) and is_done(t["cell"], t["cfg"], run_cells):
+            shutil.copyfile(run_cells / dst.name, dst)
+            n += 1
+    return n
 
 
 def scored(generator: Path) -> dict:
@@ -124,15 +155,26 @@ def main(argv=None) -> None:
                    help="lambda_sweep.py JSON(s) of the alternative(s), comma-separated: one GAN per fold each")
     p.add_argument("--draws", type=int, default=0, help="dev draws per (fold, budget, GAN) for chosen_dev (0: none)")
     p.add_argument("--average", action="store_true", help="the alternatives are GAN seeds: report their mean too")
+    p.add_argument("--baseline", help="lambda_sweep.py JSON(s) of each alternative's Baseline (λ5 = λ6 = 0), "
+                                      "comma-separated, in --alt's order: tested and paired, never chosen")
+    p.add_argument("--downstream", choices=("linear", "deep"), default="linear",
+                   help="the ER model of the test cells (deep: s3prl's DeepModel, the run's deep_er recipe)")
     add_test_args(p)
     a = p.parse_args(argv)
+    if a.draws and a.downstream != "linear":
+        p.error("--draws selects with linear models: use it with --downstream linear")
     run = Path(a.run)
     found, arch, variant, gan_seed = run_generators(run, a.gan)
     sweeps = a.alt.split(",")
     names = alt_names(len(sweeps))
-    sets, comparisons = sets_and_comparisons(names, a.draws > 0, a.average)
+    base_sweeps = a.baseline.split(",") if a.baseline else []
+    if base_sweeps and len(base_sweeps) != len(sweeps):
+        raise UserError(f"--baseline gives {len(base_sweeps)} sweep(s) for {len(sweeps)} --alt: one per alternative")
+    bases = baseline_names(len(base_sweeps)) if base_sweeps else []
+    sets, comparisons = sets_and_comparisons(names, a.draws > 0, a.average, bases)
     gans = {"grid": {f: scored(g) for f, g in found.items()}, **{n: alt_gans(Path(s)) for n, s in zip(names, sweeps)}}
-    folds = sorted(set.intersection(*(set(g) for g in gans.values())))
+    tested = {**gans, **{n: alt_gans(Path(s)) for n, s in zip(bases, base_sweeps)}}  # gans: the candidates
+    folds = sorted(set.intersection(*(set(g) for g in tested.values())))
     if not folds:
         raise UserError(f"no fold has both a finished {a.gan} GAN in {run} and a GAN in each of {a.alt}")
     choice = {f"fold{f}": choose(gans, f) for f in folds}
@@ -145,10 +187,10 @@ def main(argv=None) -> None:
     store, work = str(run / "store"), Path(a.work)
     for d in ("dev", "cells"):
         (work / d).mkdir(parents=True, exist_ok=True)
-    keep_recipe(work, {**{n: {f"fold{f}": g[f]["generator"] for f in folds} for n, g in gans.items()},
+    keep_recipe(work, {**{n: {f"fold{f}": g[f]["generator"] for f in folds} for n, g in tested.items()},
                        "er_overrides": a.er_overrides})
     cfg = grid_config(store, a.er_overrides, run)
-    base = {"downstream": "linear", "arch": None, "variant": None, "losses": [], "gan_seed": None, "balance": "balanced"}
+    base = {"downstream": a.downstream, "arch": None, "variant": None, "losses": [], "gan_seed": None, "balance": "balanced"}
     gan_cell = {**base, "source": "gan", "arch": arch, "variant": variant, "gan_seed": gan_seed}
 
     def job(name, cell, gens=None):
@@ -163,7 +205,7 @@ def main(argv=None) -> None:
 
     def path_of(t):
         name = picked(t)
-        return work / "cells" / f"{cell_key(t['cell'])}{'-' + name if name in names else ''}.json"
+        return work / "cells" / f"{cell_key(t['cell'])}{'-' + name if name in names + bases else ''}.json"
 
     with (ProcessPoolExecutor(a.workers, initializer=init_worker, initargs=(os.getpid(), 1)) if a.workers > 1
           else contextlib.nullcontext()) as pool:
@@ -187,16 +229,20 @@ def main(argv=None) -> None:
                 for b in budgets:
                     tests.append(job("random", {**base, "fold": f, "seed": s, "source": "random", "ppc": b}))
                     cell = {**gan_cell, "fold": f, "seed": s, "ppc": b}
-                    tests += [job(n, cell, g) for n, g in gans.items()]
+                    tests += [job(n, cell, g) for n, g in tested.items()]
                     tests += [job(c, cell, gans[picked({"set": c, "cell": cell})])
                               for c in ("chosen", "chosen_dev") if c in sets]
+        print(f"{copy_run_cells(tests, path_of, run / 'cells')} cell(s) copied from {run / 'cells'}", flush=True)
         records = cached(pool, test_job, tests, path_of)
     records = [{**r, "set": t["set"]} for t, r in zip(tests, records)]
     if a.average:
         records += mean_over_alternatives(records, names)
+        if bases:
+            records += mean_over_alternatives(records, bases, "baseline_mean")
     summary = summarize(records, folds, budgets, sets, comparisons)
-    atomic_write_json({"run": str(run), "gan": a.gan, "alt": a.alt, "folds": folds, "budgets": budgets, "seeds": seeds,
-                       "grid_gans": gans["grid"], **{f"{n}_gans": gans[n] for n in names},
+    atomic_write_json({"run": str(run), "gan": a.gan, "alt": a.alt, **({"baseline": a.baseline} if a.baseline else {}),
+                       "downstream": a.downstream, "folds": folds, "budgets": budgets, "seeds": seeds,
+                       **{f"{n}_gans": g for n, g in tested.items()},
                        "dev_means": dev_means, "choice": choice,
                        "note": "choice: per fold, the GAN with the best quick-eval dev UAR (ties: grid, then the earlier alt); "
                                "test never read for it",

@@ -74,11 +74,16 @@ def run_generators(run: Path, gan: str) -> tuple[dict[int, Path], str, str, int]
 
 def keep_recipe(work: Path, recipe: dict) -> None:
     """``work`` caches the results of one recipe (generators, store, ER overrides): another
-    recipe needs another directory."""
+    recipe needs another directory. Recipes that agree on every entry they share (one adds or
+    leaves out a set of generators) share it: no cached result's inputs changed."""
     path = work / "recipe.json"
-    if path.is_file() and json.loads(path.read_text()) != json.loads(json.dumps(recipe)):
-        raise UserError(f"{work} holds results of another recipe ({path}); use a new --work")
-    atomic_write_json(recipe, path)
+    new = json.loads(json.dumps(recipe))
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if any(k in new and new[k] != v for k, v in old.items()):
+            raise UserError(f"{work} holds results of another recipe ({path}); use a new --work")
+        new = {**old, **new}
+    atomic_write_json(new, path)
 
 
 def add_test_args(p: argparse.ArgumentParser) -> None:

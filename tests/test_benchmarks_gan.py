@@ -291,12 +291,25 @@ def test_config_choice_keeps_the_better_dev_gan_per_fold_and_shares_its_test_cel
     r = json.loads(out.read_text())
     sets = {x["set"]: x for x in r["records"]}
     assert r["choice"] == {"fold1": "grid"} and sets["chosen"]["predictions"] == sets["grid"]["predictions"]
+    # the run's own cells under the same recipe are copied, not rerun; another recipe's are rerun
+    (run / "cells").mkdir()
+    for name, recipe in (("random", None), ("real", "another")):
+        rec = json.loads(next((work2 / "cells").glob(f"*-{name}-*.json")).read_text())
+        rec.update(test_uar=12.5, recipe=recipe or rec["recipe"])
+        (run / "cells" / f"{bench.cell_key(rec)}.json").write_text(json.dumps(rec))
+    bench.main(args[:-4] + ["--work", str(tmp_path / "work3"), "--out", str(out)])
+    sets = {x["set"]: x for x in json.loads(out.read_text())["records"]}
+    assert sets["random"]["test_uar"] == 12.5 and sets["real"]["test_uar"] != 12.5
+    with pytest.raises(SystemExit):  # dev draws train linear models
+        bench.main(args + ["--draws", "2", "--downstream", "deep"])
     with pytest.raises(UserError, match="one GAN per fold"):
         sweep.write_text(json.dumps({"runs": [{"fold": 1, "run_dir": "a"}, {"fold": 1, "run_dir": "b"}]}))
         bench.main(args)
 
 
-def test_config_choice_takes_several_alternatives_and_breaks_ties_to_the_earlier(env, tmp_path):
+def test_config_choice_takes_several_alternatives_their_mean_and_their_baselines(env, tmp_path):
+    from s3prl_dd.utils import UserError
+
     bench = _load("config_choice")
     assert bench.choose({"grid": {1: {"best_dev_uar": 70}}, "alt": {1: {"best_dev_uar": 70}}}, 1) == "grid"
     assert bench.choose({"grid": {1: {"best_dev_uar": 60}}, "alt": {1: {"best_dev_uar": 70}},
@@ -320,13 +333,29 @@ def test_config_choice_takes_several_alternatives_and_breaks_ties_to_the_earlier
     assert sets["chosen"]["predictions"] == sets["alt2"]["predictions"]
     assert len(list((work / "cells").glob("*.json"))) == 5  # real, random, grid, alt, alt2: chosen is alt2's file
     assert "alt2 - alt" in r["summary"]["by_budget"]["2"]["paired"]
-    bench.main(["--run", str(run), "--gan", "gan_mlp-div_sml-g0", "--alt", alts, "--budgets", "2", "--workers", "1",
-                "--er-overrides", "runner.patience=100", "--work", str(work), "--out", str(out), "--average"])
+    args = ["--run", str(run), "--gan", "gan_mlp-div_sml-g0", "--alt", alts, "--budgets", "2", "--workers", "1",
+            "--er-overrides", "runner.patience=100", "--work", str(work), "--out", str(out), "--average"]
+    bench.main(args)
     r = json.loads(out.read_text())
     sets = {x["set"]: x for x in r["records"]}
     assert sets["alt_mean"]["test_uar"] == pytest.approx((sets["alt"]["test_uar"] + sets["alt2"]["test_uar"]) / 2)
     assert r["summary"]["by_budget"]["2"]["sets"]["alt_mean"]["mean"] == pytest.approx(sets["alt_mean"]["test_uar"])
     assert "alt_mean - random" in r["summary"]["by_budget"]["2"]["paired"]
+
+    n_cells = len(list((work / "cells").glob("*.json")))
+    bases = ",".join([gan(tmp_path / "b1", 3, 0.9), gan(tmp_path / "b2", 4, 0.95)])
+    with pytest.raises(UserError, match="one per alternative"):
+        bench.main(args + ["--baseline", bases.split(",")[0]])
+    bench.main(args + ["--baseline", bases])  # the same --work: adding baselines keeps the cached cells
+    r = json.loads(out.read_text())
+    assert len(list((work / "cells").glob("*.json"))) == n_cells + 2
+    assert r["choice"] == {"fold1": "alt2"}  # a baseline is never a candidate, whatever its dev UAR
+    sets = {x["set"]: x for x in r["records"]}
+    assert sets["baseline_mean"]["test_uar"] == pytest.approx(
+        (sets["baseline"]["test_uar"] + sets["baseline2"]["test_uar"]) / 2)
+    paired = r["summary"]["by_budget"]["2"]["paired"]
+    assert {"alt - baseline", "alt2 - baseline2", "alt_mean - baseline_mean", "baseline - random"} <= set(paired)
+    assert r["baseline_gans"]["1"]["best_dev_uar"] == 90.0
 
 
 def test_config_choice_on_dev_draws_chooses_per_budget_without_test(env, tmp_path, monkeypatch):
