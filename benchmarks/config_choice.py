@@ -68,12 +68,9 @@ from s3prl_dd.utils import UserError, atomic_write_json  # noqa: E402
 from s3prl_dd.workers import init_worker  # noqa: E402
 
 
-def alt_names(n: int) -> list[str]:
-    return ["alt"] + [f"alt{k}" for k in range(2, n + 1)]
-
-
-def baseline_names(n: int) -> list[str]:
-    return ["baseline"] + [f"baseline{k}" for k in range(2, n + 1)]
+def numbered(stem: str, n: int) -> list[str]:
+    """alt, alt2, alt3, ... (or baseline, baseline2, ...): the output names of n sweeps."""
+    return [stem] + [f"{stem}{k}" for k in range(2, n + 1)]
 
 
 def sets_and_comparisons(names: list[str], on_draws: bool = False, average: bool = False,
@@ -166,11 +163,11 @@ def main(argv=None) -> None:
     run = Path(a.run)
     found, arch, variant, gan_seed = run_generators(run, a.gan)
     sweeps = a.alt.split(",")
-    names = alt_names(len(sweeps))
+    names = numbered("alt", len(sweeps))
     base_sweeps = a.baseline.split(",") if a.baseline else []
     if base_sweeps and len(base_sweeps) != len(sweeps):
         raise UserError(f"--baseline gives {len(base_sweeps)} sweep(s) for {len(sweeps)} --alt: one per alternative")
-    bases = baseline_names(len(base_sweeps)) if base_sweeps else []
+    bases = numbered("baseline", len(base_sweeps)) if base_sweeps else []
     sets, comparisons = sets_and_comparisons(names, a.draws > 0, a.average, bases)
     gans = {"grid": {f: scored(g) for f, g in found.items()}, **{n: alt_gans(Path(s)) for n, s in zip(names, sweeps)}}
     tested = {**gans, **{n: alt_gans(Path(s)) for n, s in zip(bases, base_sweeps)}}  # gans: the candidates

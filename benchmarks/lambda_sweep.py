@@ -57,10 +57,13 @@ def pair_overrides(lam_div: float, lam_sml: float) -> str:
     return f"loss.lambda_div={lam_div!r},,loss.lambda_sml={lam_sml!r}"
 
 
-def dev_curve(run_dir: Path) -> list[list]:
-    """[step, dev UAR] of every quick evaluation in the run's metrics.jsonl, in step order."""
+def curves(run_dir: Path) -> dict:
+    """The run's convergence from its metrics.jsonl, as [step, value] in step order: the quick
+    evaluation's dev UAR and the critic's Wasserstein estimate (kept in the sweep's JSON, so the
+    curves a report quotes need no run directory)."""
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    return [[r["step"], r["dev_uar"]] for r in recs if r.get("split") == "eval"]
+    return {"dev_curve": [[r["step"], r["dev_uar"]] for r in recs if r.get("split") == "eval"],
+            "wasserstein_curve": [[r["step"], r["critic/wasserstein"]] for r in recs if "critic/wasserstein" in r]}
 
 
 def gan_run(cfg_file, store, fold: str, pool, out: Path, overrides: str, device) -> dict:
@@ -76,7 +79,7 @@ def gan_run(cfg_file, store, fold: str, pool, out: Path, overrides: str, device)
                       overrides=overrides, name=out.name)
     run_dir = Path(r["run_dir"])
     return {"run_dir": str(run_dir), "best_dev_uar": r["best_dev_uar"], "best_step": r["best_step"],
-            "steps": r["step"], "train_seconds": r["train_seconds"], "dev_curve": dev_curve(run_dir), "reused": reused}
+            "steps": r["step"], "train_seconds": r["train_seconds"], **curves(run_dir), "reused": reused}
 
 
 def choose(runs: list[dict]) -> dict:

@@ -75,6 +75,9 @@ def test_lambda_sweep_chooses_best_dev_pair_and_reuses_runs(env, tmp_path, capsy
     assert [(x["lambda_div"], x["lambda_sml"]) for x in runs] == [(0.0, 1.0), (1.0, 1.0)]
     for x in runs:
         assert [s for s, _ in x["dev_curve"]] == [2] and x["dev_curve"][0][1] == x["best_dev_uar"]
+        logged = [json.loads(ln) for ln in (Path(x["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+        assert x["wasserstein_curve"] == [[m["step"], m["critic/wasserstein"]] for m in logged
+                                          if "critic/wasserstein" in m] and x["wasserstein_curve"]
         assert load_yaml(Path(x["run_dir"]) / "config.yaml")["loss"]["lambda_div"] == x["lambda_div"]
     best = max(runs, key=lambda x: (x["best_dev_uar"], -x["lambda_div"], -x["lambda_sml"]))
     chosen = r["choice"]["fold1"]
@@ -230,6 +233,7 @@ def test_truncation_choice_breaks_ties_to_the_larger_psi():
     assert choose(scores) == 1.0
     assert choose(scores + [{"psi": 0.25, "dev_uar": 100}]) == 0.25
 
+
 def _finished_gan(env, run_dir, seed, dev_uar):
     """A random GAN-MLP exported as a finished run (generator.pt, result.json with its dev UAR)."""
     from s3prl_dd.gan.checkpoint import export_generator
@@ -358,7 +362,7 @@ def test_config_choice_takes_several_alternatives_their_mean_and_their_baselines
     assert r["baseline_gans"]["1"]["best_dev_uar"] == 90.0
 
 
-def test_config_choice_on_dev_draws_chooses_per_budget_without_test(env, tmp_path, monkeypatch):
+def test_config_choice_on_dev_draws_chooses_per_budget_without_test(env, tmp_path):
     bench = _load("config_choice")
     scores = [{"set": n, "fold": 1, "ppc": b, "dev_uar": u} for n, b, u in
               [("grid", 2, 60), ("grid", 2, 70), ("alt", 2, 80), ("alt", 2, 40), ("grid", 5, 50), ("alt", 5, 60)]]
