@@ -391,3 +391,29 @@ def test_config_choice_on_dev_draws_chooses_per_budget_without_test(env, tmp_pat
         assert recs["chosen_dev"]["predictions"] == recs[want]["predictions"]
     assert r["choice"] == {"fold1": "alt"}  # the quick-eval choice is still made and reported
     assert "chosen_dev - chosen" in r["summary"]["by_budget"]["2"]["paired"]
+
+
+def test_gan_convergence_tells_a_rising_curve_from_a_flat_one(tmp_path):
+    bench = _load("gan_convergence")
+    steps = list(range(100, 1001, 100))
+    rising = [[s, s / 1000] for s in steps]                       # best at the last step
+    flat = [[s, 0.8 if s == 300 else 0.7] for s in steps]          # peaked early, then level
+    sweep = {"runs": [{"fold": 1, "steps": 1000, "dev_curve": rising},
+                      {"fold": 2, "steps": 1000, "dev_curve": flat}]}
+    path, out = tmp_path / "s.json", tmp_path / "c.json"
+    path.write_text(json.dumps(sweep))
+    assert bench.main([str(path), "--out", str(out)]) == 0
+    s = json.loads(out.read_text())["sweeps"][str(path)]
+    up, level = s["runs"]
+    assert up["at_edge"] and up["best_step"] == 1000 and up["late_rise"] == pytest.approx(1.0 - 0.7)
+    assert up["quarter_rise"] == pytest.approx(0.9 - 0.65)         # (0.8, 0.9, 1.0) vs (0.6, 0.7)
+    assert not level["at_edge"] and level["best_step"] == 300 and level["late_rise"] == 0
+    assert s["at_edge"] == 1 and s["late_rise_positive"] == 1
+
+
+def test_gan_convergence_refuses_a_sweep_without_curves(tmp_path):
+    bench = _load("gan_convergence")
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"runs": [{"fold": 1, "steps": 10, "run_dir": "r"}]}))
+    with pytest.raises(bench.UserError, match="no dev_curve"):
+        bench.main([str(path)])
