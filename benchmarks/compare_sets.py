@@ -1,0 +1,113 @@
+"""One set of one result JSON against a set of another, paired over folds; nothing is rerun.
+
+    python benchmarks/compare_sets.py NEW.json:SET OLD.json:SET [--out JSON]
+
+E.g. the same config trained for 4000 and for 2000 steps, each tested by its own
+``config_choice.py`` run: ``gan_att_long4k_test.json:alt_mean gan_att_long_seeds.json:alt_mean``.
+Per budget the mean Δ (NEW − OLD), its 95 % t-interval and the paired t p over folds, a fold's
+value being the mean over its downstream seeds (the fold is the unit, as in the JSONs' own tables).
+
+The pairing is only honest if both JSONs tested the same folds on the same test utterances with
+the same downstream model: folds, downstream and every fold's test labels (from the full-real
+records) must agree, or it stops with an error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from s3prl_dd import metrics  # noqa: E402
+from s3prl_dd.utils import UserError, atomic_write_json  # noqa: E402
+
+
+def parse_spec(spec: str) -> tuple[Path, str]:
+    path, sep, name = spec.rpartition(":")
+    if not sep or not path or not name:
+        raise UserError(f"{spec!r}: give a result JSON and a set name as PATH:SET, e.g. out.json:alt_mean")
+    if not Path(path).is_file():
+        raise UserError(f"no result JSON at {path}")
+    return Path(path), name
+
+
+def test_labels(result: dict) -> dict[int, str]:
+    """Each fold's test labels, read from its full-real records (the same for every seed)."""
+    return {r["fold"]: r["test_labels"] for r in result["records"] if r.get("set") == "real" and "test_labels" in r}
+
+
+def fold_values(result: dict, name: str, ppc: int) -> dict[int, float]:
+    """The set's test UAR per fold at one budget: the mean over the fold's downstream seeds."""
+    by_fold: dict[int, list[float]] = {}
+    for r in result["records"]:
+        if r.get("set") == name and r.get("ppc") == ppc:
+            by_fold.setdefault(r["fold"], []).append(r["test_uar"])
+    return {f: statistics.fmean(v) for f, v in by_fold.items()}
+
+
+def load(path: Path, name: str) -> dict:
+    result = json.loads(path.read_text())
+    if not isinstance(result, dict) or not {"records", "folds", "budgets"} <= set(result):
+        raise UserError(f"{path}: not a test-result JSON (config_choice.py, truncation.py, lambda_sweep_test.py)")
+    sets = sorted({r["set"] for r in result["records"] if "set" in r})
+    if name not in sets:
+        raise UserError(f"{path} has no set {name!r}; its sets: {', '.join(sets)}")
+    return result
+
+
+def check_pairable(a: dict, b: dict, names: tuple[str, str]) -> None:
+    if a.get("downstream", "linear") != b.get("downstream", "linear"):
+        raise UserError(f"{names[0]} tests with {a.get('downstream')}, {names[1]} with {b.get('downstream')}")
+    if sorted(a["folds"]) != sorted(b["folds"]):
+        raise UserError(f"folds differ: {a['folds']} vs {b['folds']}")
+    la, lb = test_labels(a), test_labels(b)
+    if not la or la != lb:
+        raise UserError("the two JSONs were not tested on the same test utterances (their full-real records' "
+                        "test labels differ or are missing): a paired test would mix test sets")
+
+
+def compare(a: dict, set_a: str, b: dict, set_b: str) -> dict:
+    budgets = [x for x in a["budgets"] if x in b["budgets"]]
+    out = {}
+    for ppc in budgets:
+        va, vb = fold_values(a, set_a, ppc), fold_values(b, set_b, ppc)
+        folds = sorted(set(va) & set(vb))
+        if len(folds) != len(a["folds"]):
+            raise UserError(f"{ppc} ppc: {set_a} has folds {sorted(va)}, {set_b} has {sorted(vb)}; "
+                            f"both need every fold of {a['folds']}")
+        xa, xb = [va[f] for f in folds], [vb[f] for f in folds]
+        out[str(ppc)] = {"new": metrics.summarize(xa), "old": metrics.summarize(xb),
+                         "paired": metrics.paired_test(xa, xb), "per_fold": {str(f): [va[f], vb[f]] for f in folds}}
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("new", help="PATH:SET, e.g. benchmarks/results/gan_att_long4k_test.json:alt_mean")
+    p.add_argument("old", help="PATH:SET it is compared against")
+    p.add_argument("--out", help="write the comparison here (JSON)")
+    a = p.parse_args(argv)
+    (pa, sa), (pb, sb) = parse_spec(a.new), parse_spec(a.old)
+    ra, rb = load(pa, sa), load(pb, sb)
+    check_pairable(ra, rb, (str(pa), str(pb)))
+    by_budget = compare(ra, sa, rb, sb)
+    print(f"{pa}:{sa} − {pb}:{sb} (n = {len(ra['folds'])} folds, paired t)")
+    for ppc, c in by_budget.items():
+        t = c["paired"]
+        print(f"{ppc:>3} ppc: {c['new']['mean']:.1f} ± {c['new']['std']:.1f} vs {c['old']['mean']:.1f} ± "
+              f"{c['old']['std']:.1f}: {t['mean_diff']:+.1f} [{t['ci_low']:+.1f}, {t['ci_high']:+.1f}] p={t['t_p']:.2g}")
+    if a.out:
+        atomic_write_json({"new": f"{pa}:{sa}", "old": f"{pb}:{sb}", "folds": ra["folds"], "by_budget": by_budget},
+                          Path(a.out))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as e:
+        sys.exit(f"error: {e}")

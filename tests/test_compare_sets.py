@@ -1,0 +1,63 @@
+"""benchmarks/compare_sets.py: a set of one result JSON against a set of another, paired over folds."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from s3prl_dd import metrics
+from s3prl_dd.utils import UserError
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+spec = importlib.util.spec_from_file_location("compare_sets", BENCH / "compare_sets.py")
+compare_sets = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare_sets)
+
+FOLDS, BUDGETS = [1, 2, 3], [1, 5]
+
+
+def result(name, uar, seeds=(0,), labels="0123"):
+    """A result JSON whose set ``name`` scores uar(fold, ppc, seed) and whose folds test on ``labels``."""
+    records = [{"set": "real", "fold": f, "seed": s, "ppc": "full", "test_uar": 80.0, "test_labels": labels + str(f)}
+               for f in FOLDS for s in seeds]
+    records += [{"set": name, "fold": f, "seed": s, "ppc": b, "test_uar": uar(f, b, s)}
+                for f in FOLDS for b in BUDGETS for s in seeds]
+    return {"downstream": "linear", "folds": FOLDS, "budgets": BUDGETS, "records": records}
+
+
+def write(tmp_path, stem, data):
+    path = tmp_path / f"{stem}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_the_difference_is_paired_over_folds_with_seeds_averaged_inside_a_fold(tmp_path):
+    new = write(tmp_path, "new", result("alt_mean", lambda f, b, s: 60.0 + 3 * f + b + 2 * s, seeds=(0, 1)))
+    old = write(tmp_path, "old", result("alt", lambda f, b, s: 55.0 + f * f))
+    out = tmp_path / "cmp.json"
+    assert compare_sets.main([f"{new}:alt_mean", f"{old}:alt", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())["by_budget"]
+    for b in BUDGETS:
+        a = [60.0 + 3 * f + b + 1.0 for f in FOLDS]          # the mean of seeds 0 and 1
+        o = [55.0 + f * f for f in FOLDS]
+        want = metrics.paired_test(a, o)
+        assert got[str(b)]["paired"]["mean_diff"] == pytest.approx(want["mean_diff"])
+        assert got[str(b)]["paired"]["t_p"] == pytest.approx(want["t_p"])
+        assert got[str(b)]["per_fold"]["2"] == pytest.approx([a[1], o[1]])
+
+
+def test_different_test_utterances_are_refused(tmp_path):
+    new = write(tmp_path, "new", result("alt", lambda f, b, s: 70.0))
+    old = write(tmp_path, "old", result("alt", lambda f, b, s: 60.0, labels="3210"))
+    with pytest.raises(UserError, match="same test utterances"):
+        compare_sets.main([f"{new}:alt", f"{old}:alt"])
+
+
+def test_an_unknown_set_or_a_bad_spec_names_what_there_is(tmp_path):
+    new = write(tmp_path, "new", result("alt", lambda f, b, s: 70.0))
+    with pytest.raises(UserError, match="its sets: alt, real"):
+        compare_sets.main([f"{new}:baseline", f"{new}:alt"])
+    with pytest.raises(UserError, match="PATH:SET"):
+        compare_sets.main([str(new), f"{new}:alt"])
+    with pytest.raises(UserError, match="no result JSON"):
+        compare_sets.main([f"{tmp_path / 'missing.json'}:alt", f"{new}:alt"])
