@@ -1,13 +1,16 @@
 """One set of one result JSON against a set of another, paired over folds; nothing is rerun.
 
     python benchmarks/compare_sets.py NEW.json:SET OLD.json:SET [--out JSON]
+    python benchmarks/compare_sets.py A.json:SET+B.json:SET OLD.json:SET      # the mean of A's and B's
 
 E.g. the same config trained for 4000 and for 2000 steps, each tested by its own
 ``config_choice.py`` run: ``gan_att_long4k_test.json:alt_mean gan_att_long_seeds.json:alt_mean``.
 Per budget the mean Δ (NEW − OLD), its 95 % t-interval and the paired t p over folds, a fold's
 value being the mean over its downstream seeds (the fold is the unit, as in the JSONs' own tables).
+A side of several ``PATH:SET`` joined by ``+`` (e.g. two GAN seeds, each tested by its own run) is
+their mean per fold, so the generators' variance stays inside the fold's value.
 
-The pairing is only honest if both JSONs tested the same folds on the same test utterances with
+The pairing is only honest if all JSONs tested the same folds on the same test utterances with
 the same downstream model: folds, downstream and every fold's test labels (from the full-real
 records) must agree, or it stops with an error.
 """
@@ -41,10 +44,11 @@ def test_labels(result: dict) -> dict[int, str]:
 
 
 def fold_values(result: dict, name: str, ppc: int) -> dict[int, float]:
-    """The set's test UAR per fold at one budget: the mean over the fold's downstream seeds."""
+    """The set's test UAR per fold at one budget: the mean over the fold's downstream seeds. Full
+    real data (``ppc: "full"``) stands at every budget, so ``real`` pairs with any set."""
     by_fold: dict[int, list[float]] = {}
     for r in result["records"]:
-        if r.get("set") == name and r.get("ppc") == ppc:
+        if r.get("set") == name and r.get("ppc") in (ppc, "full"):
             by_fold.setdefault(r["fold"], []).append(r["test_uar"])
     return {f: statistics.fmean(v) for f, v in by_fold.items()}
 
@@ -70,15 +74,21 @@ def check_pairable(a: dict, b: dict, names: tuple[str, str]) -> None:
                         "test labels differ or are missing): a paired test would mix test sets")
 
 
-def compare(a: dict, set_a: str, b: dict, set_b: str) -> dict:
-    budgets = [x for x in a["budgets"] if x in b["budgets"]]
-    out = {}
+def side_values(side: list[tuple[dict, str]], ppc: int, folds: list[int]) -> dict[int, float]:
+    """A side's value per fold at one budget: the mean over its (JSON, set) parts."""
+    parts = [fold_values(result, name, ppc) for result, name in side]
+    for (_, name), v in zip(side, parts):
+        if sorted(v) != sorted(folds):
+            raise UserError(f"{ppc} ppc: {name} has folds {sorted(v)}; every fold of {folds} is needed")
+    return {f: statistics.fmean(v[f] for v in parts) for f in folds}
+
+
+def compare(side_a: list[tuple[dict, str]], side_b: list[tuple[dict, str]]) -> dict:
+    results = [r for r, _ in side_a + side_b]
+    budgets = [x for x in results[0]["budgets"] if all(x in r["budgets"] for r in results)]
+    folds, out = sorted(results[0]["folds"]), {}
     for ppc in budgets:
-        va, vb = fold_values(a, set_a, ppc), fold_values(b, set_b, ppc)
-        folds = sorted(set(va) & set(vb))
-        if len(folds) != len(a["folds"]):
-            raise UserError(f"{ppc} ppc: {set_a} has folds {sorted(va)}, {set_b} has {sorted(vb)}; "
-                            f"both need every fold of {a['folds']}")
+        va, vb = side_values(side_a, ppc, folds), side_values(side_b, ppc, folds)
         xa, xb = [va[f] for f in folds], [vb[f] for f in folds]
         out[str(ppc)] = {"new": metrics.summarize(xa), "old": metrics.summarize(xb),
                          "paired": metrics.paired_test(xa, xb), "per_fold": {str(f): [va[f], vb[f]] for f in folds}}
@@ -87,21 +97,23 @@ def compare(a: dict, set_a: str, b: dict, set_b: str) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("new", help="PATH:SET, e.g. benchmarks/results/gan_att_long4k_test.json:alt_mean")
+    p.add_argument("new", help="PATH:SET (or several joined by +: their mean), e.g. out.json:alt_mean")
     p.add_argument("old", help="PATH:SET it is compared against")
     p.add_argument("--out", help="write the comparison here (JSON)")
     a = p.parse_args(argv)
-    (pa, sa), (pb, sb) = parse_spec(a.new), parse_spec(a.old)
-    ra, rb = load(pa, sa), load(pb, sb)
-    check_pairable(ra, rb, (str(pa), str(pb)))
-    by_budget = compare(ra, sa, rb, sb)
-    print(f"{pa}:{sa} − {pb}:{sb} (n = {len(ra['folds'])} folds, paired t)")
+    specs, n_new = a.new.split("+") + a.old.split("+"), a.new.count("+") + 1
+    loaded = [(load(path, name), name) for path, name in map(parse_spec, specs)]
+    first = loaded[0][0]
+    for spec, (result, _) in zip(specs[1:], loaded[1:]):
+        check_pairable(first, result, (specs[0], spec))
+    by_budget = compare(loaded[:n_new], loaded[n_new:])
+    print(f"{a.new} − {a.old} (n = {len(first['folds'])} folds, paired t)")
     for ppc, c in by_budget.items():
         t = c["paired"]
         print(f"{ppc:>3} ppc: {c['new']['mean']:.1f} ± {c['new']['std']:.1f} vs {c['old']['mean']:.1f} ± "
               f"{c['old']['std']:.1f}: {t['mean_diff']:+.1f} [{t['ci_low']:+.1f}, {t['ci_high']:+.1f}] p={t['t_p']:.2g}")
     if a.out:
-        atomic_write_json({"new": f"{pa}:{sa}", "old": f"{pb}:{sb}", "folds": ra["folds"], "by_budget": by_budget},
+        atomic_write_json({"new": a.new, "old": a.old, "folds": first["folds"], "by_budget": by_budget},
                           Path(a.out))
     return 0
 

@@ -40,10 +40,13 @@ def generators(sweep: dict, fold: int) -> dict[str, Path]:
     return {"baseline": Path(base["run_dir"]) / "generator.pt", "tuned": Path(chosen["run_dir"]) / "generator.pt"}
 
 
+def sweep_config(sweep: dict) -> dict:
+    """The resolved GAN config saved beside the sweep's first run (all its runs share it but λ)."""
+    return yaml.safe_load((Path(sweep["runs"][0]["run_dir"]) / "config.yaml").read_text())
+
+
 def sweep_arch(sweep: dict) -> str:
-    """The GANs' arch, from the resolved config saved beside the sweep's first run."""
-    cfg = yaml.safe_load((Path(sweep["runs"][0]["run_dir"]) / "config.yaml").read_text())
-    return cfg["model"]["arch"]
+    return sweep_config(sweep)["model"]["arch"]
 
 
 def cells_for(fold: int, budgets, seeds, arch: str = "gan_mlp") -> list[dict]:

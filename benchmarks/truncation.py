@@ -14,9 +14,11 @@ with the best mean dev UAR is kept (ties: the larger ψ, i.e. the plainer sampli
 are the pipeline's own test cells run (``pipeline.cells.run_cell``, test seed(s) ``--seeds``):
 full real data, a random real subset, plain samples (ψ = 1) and samples at the chosen ψ.
 
-Generators: ``--sweep`` takes each fold's GAN chosen by the nested λ sweep
-(``benchmarks/lambda_sweep.py``); ``--run R --gan ARCH-VARIANT-gSEED`` takes a pipeline run's
-GANs. Comparisons are paired over folds (mean Δ, 95 % t-interval, paired t p)."""
+Generators: ``--sweep`` takes each fold's GAN chosen by a λ sweep (``benchmarks/lambda_sweep.py``;
+a one-pair sweep: its only GAN per fold); ``--run R --gan ARCH-VARIANT-gSEED`` takes a pipeline
+run's GANs. ``--sweep S --run R`` tests S's GANs under R's own cell recipe, so the real and random
+cells are R's (and ``compare_sets.py`` can pair this JSON with R's other test JSONs). Comparisons
+are paired over folds (mean Δ, 95 % t-interval, paired t p)."""
 from __future__ import annotations
 
 import argparse
@@ -32,8 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from lambda_sweep_test import generators as sweep_generators  # noqa: E402
-from lambda_sweep_test import print_summary, summarize, sweep_arch  # noqa: E402  (same tables, other sets)
+from lambda_sweep_test import print_summary, summarize, sweep_arch, sweep_config  # noqa: E402  (same tables)
 from s3prl_dd.pipeline.cells import _open_store, cell_key, run_cell, training_set  # noqa: E402
 from s3prl_dd.pipeline.config import DEFAULTS, gan_key  # noqa: E402
 from s3prl_dd.pipeline.run import finished_generator  # noqa: E402
@@ -53,8 +54,12 @@ def generators(a) -> tuple[dict[int, Path], str, str, int, str]:
     """fold -> generator.pt, and the GANs' (arch, variant, gan seed, store)."""
     if a.sweep:
         sweep = json.loads(Path(a.sweep).read_text())
-        gens = {int(k[4:]): sweep_generators(sweep, int(k[4:]))["tuned"] for k in sweep["choice"]}
-        return gens, sweep_arch(sweep), "div_sml", 0, a.store or sweep["store"]
+        gens = {int(k[4:]): Path(c["run_dir"]) / "generator.pt" for k, c in sweep["choice"].items()}
+        store = a.store or sweep["store"]
+        if a.run and Path(store).resolve() != (Path(a.run) / "store").resolve():
+            raise UserError(f"{a.sweep}'s GANs were trained on {store}, not on {a.run}/store: "
+                            "its cells would test another store")
+        return gens, sweep_arch(sweep), "div_sml", int(sweep_config(sweep)["train"]["seed"]), store
     gens, arch, variant, gan_seed = run_generators(Path(a.run), a.gan)
     return gens, arch, variant, gan_seed, a.store or str(Path(a.run) / "store")
 
@@ -171,17 +176,18 @@ def test_job(job: dict) -> dict:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--sweep", help="a lambda_sweep.py JSON: each fold's chosen GAN")
-    src.add_argument("--run", help="a pipeline run directory (with --gan)")
+    p.add_argument("--sweep", help="a lambda_sweep.py JSON: each fold's chosen GAN")
+    p.add_argument("--run", help="a pipeline run directory: its GANs (with --gan), else its cell recipe (with --sweep)")
     p.add_argument("--gan", help="ARCH-VARIANT-gSEED of --run's GANs, e.g. gan_mlp-div_sml-g2")
     p.add_argument("--store", help="the feature store (default: the sweep's / the run's)")
     p.add_argument("--psi", default="1,0.75,0.5,0.25", help="truncation values to choose from")
     p.add_argument("--draws", type=int, default=5, help="dev draws per (fold, budget, psi)")
     add_test_args(p)
     a = p.parse_args(argv)
-    if a.run and not a.gan:
-        p.error("--run needs --gan")
+    if not a.sweep and not (a.run and a.gan):
+        p.error("give --sweep (and optionally --run), or --run with --gan")
+    if a.sweep and a.gan:
+        p.error("--gan picks a run's GANs; --sweep brings its own")
     gens, arch, variant, gan_seed, store = generators(a)
     psis, budgets = floats(a.psi), [int(b) for b in a.budgets.split(",")]
     if 1.0 not in psis:

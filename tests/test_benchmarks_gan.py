@@ -259,6 +259,35 @@ def _finished_sweep(env, tmp_path, run_dir, seed, dev_uar) -> str:
     return str(sweep)
 
 
+def test_truncation_takes_a_one_pair_sweep_under_a_runs_cell_recipe(env, tmp_path):
+    from s3prl_dd.utils import UserError
+
+    bench = _load("truncation")
+    run, gan_run = tmp_path / "run", tmp_path / "sweep_gan"
+    _finished_gan(env, run / "gans" / "gan_mlp-div_sml-fold1-g0" / "00000-x", 0, 0.5)
+    save_yaml({"folds": [1], "name": "the_run"}, run / "config.yaml")
+    (run / "store").symlink_to(env["store"].path)
+    _finished_gan(env, gan_run, 1, 0.6)
+    save_yaml({"model": {"arch": "gan_mlp"}, "train": {"seed": 4}}, gan_run / "config.yaml")
+    sweep = tmp_path / "sweep.json"  # no Baseline pair: only the GAN the sweep chose
+    sweep.write_text(json.dumps({"store": str(run / "store"), "runs": [{"fold": 1, "run_dir": str(gan_run)}],
+                                 "choice": {"fold1": {"run_dir": str(gan_run)}}}))
+    common = ["--psi", "1,0.5", "--budgets", "2", "--draws", "1", "--workers", "1", "--er-overrides", "runner.patience=100"]
+    bench.main(["--sweep", str(sweep), "--run", str(run), *common, "--work", str(tmp_path / "w1"), "--out", str(tmp_path / "a.json")])
+    bench.main(["--run", str(run), "--gan", "gan_mlp-div_sml-g0", *common, "--work", str(tmp_path / "w2"),
+                "--out", str(tmp_path / "b.json")])
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
+    assert a["gan_seed"] == 4 and a["generators"] == {"fold1": str(gan_run / "generator.pt")}
+    for name in ("random", "real"):  # the run's own cells: the same recipe and record either way
+        ra, rb = ({x["set"]: x for x in r["records"]}[name] for r in (a, b))
+        assert ra["recipe"] == rb["recipe"] and ra["predictions"] == rb["predictions"]
+    sweep.write_text(json.dumps({**json.loads(sweep.read_text()), "store": str(tmp_path / "elsewhere")}))
+    with pytest.raises(UserError, match="not on"):
+        bench.main(["--sweep", str(sweep), "--run", str(run), *common, "--work", str(tmp_path / "w3"), "--out", str(tmp_path / "c.json")])
+    with pytest.raises(SystemExit):
+        bench.main(["--sweep", str(sweep), "--gan", "gan_mlp-div_sml-g0", *common, "--work", str(tmp_path / "w3"), "--out", "x"])
+
+
 def test_config_choice_keeps_the_better_dev_gan_per_fold_and_shares_its_test_cells(env, tmp_path):
     from s3prl_dd.utils import UserError
 

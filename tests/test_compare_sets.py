@@ -61,3 +61,28 @@ def test_an_unknown_set_or_a_bad_spec_names_what_there_is(tmp_path):
         compare_sets.main([str(new), f"{new}:alt"])
     with pytest.raises(UserError, match="no result JSON"):
         compare_sets.main([f"{tmp_path / 'missing.json'}:alt", f"{new}:alt"])
+
+
+def test_a_side_of_several_sets_is_their_mean_per_fold(tmp_path):
+    s0 = write(tmp_path, "s0", result("truncated", lambda f, b, s: 50.0 + f + b))
+    s1 = write(tmp_path, "s1", result("truncated", lambda f, b, s: 60.0 + 2 * f))
+    old = write(tmp_path, "old", result("random", lambda f, b, s: 55.0 + f * f))
+    out = tmp_path / "cmp.json"
+    assert compare_sets.main([f"{s0}:truncated+{s1}:truncated", f"{old}:random", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    for b in BUDGETS:
+        a = [(50.0 + f + b + 60.0 + 2 * f) / 2 for f in FOLDS]
+        want = metrics.paired_test(a, [55.0 + f * f for f in FOLDS])
+        assert got["by_budget"][str(b)]["paired"]["mean_diff"] == pytest.approx(want["mean_diff"])
+        assert got["by_budget"][str(b)]["paired"]["t_p"] == pytest.approx(want["t_p"])
+    other = write(tmp_path, "other", result("truncated", lambda f, b, s: 70.0, labels="3210"))
+    with pytest.raises(UserError, match="same test utterances"):  # every part is checked, not only the first
+        compare_sets.main([f"{s0}:truncated+{other}:truncated", f"{old}:random"])
+
+
+def test_full_real_data_pairs_with_a_set_at_every_budget(tmp_path):
+    new = write(tmp_path, "new", result("alt", lambda f, b, s: 70.0 + f + b))
+    out = tmp_path / "cmp.json"
+    assert compare_sets.main([f"{new}:real", f"{new}:alt", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())["by_budget"]
+    assert [got[str(b)]["paired"]["mean_diff"] for b in BUDGETS] == pytest.approx([80.0 - 72.0 - b for b in BUDGETS])
