@@ -24,7 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from lambda_sweep_test import fold_means  # noqa: E402  (full real data pairs with any budget)
 from s3prl_dd import metrics  # noqa: E402
 from s3prl_dd.utils import UserError, atomic_write_json  # noqa: E402
 
@@ -41,16 +43,6 @@ def parse_spec(spec: str) -> tuple[Path, str]:
 def test_labels(result: dict) -> dict[int, str]:
     """Each fold's test labels, read from its full-real records (the same for every seed)."""
     return {r["fold"]: r["test_labels"] for r in result["records"] if r.get("set") == "real" and "test_labels" in r}
-
-
-def fold_values(result: dict, name: str, ppc: int) -> dict[int, float]:
-    """The set's test UAR per fold at one budget: the mean over the fold's downstream seeds. Full
-    real data (``ppc: "full"``) stands at every budget, so ``real`` pairs with any set."""
-    by_fold: dict[int, list[float]] = {}
-    for r in result["records"]:
-        if r.get("set") == name and r.get("ppc") in (ppc, "full"):
-            by_fold.setdefault(r["fold"], []).append(r["test_uar"])
-    return {f: statistics.fmean(v) for f, v in by_fold.items()}
 
 
 def load(path: Path, name: str) -> dict:
@@ -76,7 +68,7 @@ def check_pairable(a: dict, b: dict, names: tuple[str, str]) -> None:
 
 def side_values(side: list[tuple[dict, str]], ppc: int, folds: list[int]) -> dict[int, float]:
     """A side's value per fold at one budget: the mean over its (JSON, set) parts."""
-    parts = [fold_values(result, name, ppc) for result, name in side]
+    parts = [fold_means(result["records"], name, ppc) for result, name in side]
     for (_, name), v in zip(side, parts):
         if sorted(v) != sorted(folds):
             raise UserError(f"{ppc} ppc: {name} has folds {sorted(v)}; every fold of {folds} is needed")

@@ -64,17 +64,26 @@ def set_name(cell: dict) -> str:
     return cell.get("set") or cell["source"]
 
 
+def fold_means(records: list[dict], name: str, ppc) -> dict[int, float]:
+    """A set's test UAR per fold at one budget, a fold's value being the mean over its downstream
+    seeds; ``real`` (full data) stands at every budget."""
+    by_fold: dict[int, list[float]] = {}
+    for r in records:
+        if set_name(r) == name and (name == "real" or r["ppc"] == ppc):
+            by_fold.setdefault(r["fold"], []).append(r["test_uar"])
+    return {f: sum(v) / len(v) for f, v in by_fold.items()}
+
+
 def summarize(records: list[dict], folds, budgets, sets=SETS, comparisons=COMPARISONS) -> dict:
     """Per budget: each set's mean ± std over folds (a fold = the mean over its seeds) and the
     paired tests over folds; ``real`` is the full-data row."""
-    def fold_mean(name, ppc, fold):
-        v = [r["test_uar"] for r in records if set_name(r) == name and r["fold"] == fold
-             and (name == "real" or r["ppc"] == ppc)]
-        return sum(v) / len(v)
+    def values(name, ppc):
+        by_fold = fold_means(records, name, ppc)
+        return [by_fold[f] for f in folds]
 
-    out = {"real": metrics.summarize([fold_mean("real", None, f) for f in folds]), "by_budget": {}}
+    out = {"real": metrics.summarize(values("real", None)), "by_budget": {}}
     for b in budgets:
-        vals = {n: [fold_mean(n, b, f) for f in folds] for n in ("real",) + tuple(sets)}
+        vals = {n: values(n, b) for n in ("real",) + tuple(sets)}
         out["by_budget"][str(b)] = {"sets": {n: metrics.summarize(vals[n]) for n in sets},
                                     "paired": {f"{x} - {y}": metrics.paired_test(vals[x], vals[y])
                                                for x, y in comparisons}}

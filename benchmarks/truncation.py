@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from lambda_sweep_test import print_summary, summarize, sweep_arch, sweep_config  # noqa: E402  (same tables)
+from lambda_sweep_test import print_summary, summarize, sweep_config  # noqa: E402  (same tables)
 from s3prl_dd.pipeline.cells import _open_store, cell_key, run_cell, training_set  # noqa: E402
 from s3prl_dd.pipeline.config import DEFAULTS, gan_key  # noqa: E402
 from s3prl_dd.pipeline.run import finished_generator  # noqa: E402
@@ -59,7 +59,8 @@ def generators(a) -> tuple[dict[int, Path], str, str, int, str]:
         if a.run and Path(store).resolve() != (Path(a.run) / "store").resolve():
             raise UserError(f"{a.sweep}'s GANs were trained on {store}, not on {a.run}/store: "
                             "its cells would test another store")
-        return gens, sweep_arch(sweep), "div_sml", int(sweep_config(sweep)["train"]["seed"]), store
+        cfg = sweep_config(sweep)
+        return gens, cfg["model"]["arch"], "div_sml", int(cfg["train"]["seed"]), store
     gens, arch, variant, gan_seed = run_generators(Path(a.run), a.gan)
     return gens, arch, variant, gan_seed, a.store or str(Path(a.run) / "store")
 
