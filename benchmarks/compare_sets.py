@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from lambda_sweep_test import fold_means  # noqa: E402  (full real data pairs with any budget)
 from s3prl_dd import metrics  # noqa: E402
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.utils import UserError, atomic_write_json  # noqa: E402
 
 
@@ -111,7 +112,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    run_main(main)

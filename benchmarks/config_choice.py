@@ -63,6 +63,7 @@ from lambda_sweep_test import print_summary, summarize  # noqa: E402
 from truncation import (SELECTION_SEED, add_test_args, cached, dev_score, grid_config, keep_recipe,  # noqa: E402
                         print_stopping, run_generators, test_job)
 from s3prl_dd.pipeline.cells import cell_key, is_done  # noqa: E402
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.pipeline.config import gan_key  # noqa: E402
 from s3prl_dd.utils import UserError, atomic_write_json  # noqa: E402
 from s3prl_dd.workers import init_worker  # noqa: E402
@@ -254,4 +255,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from s3prl_dd.er.data import ERData
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.er.train import er_config, train_er
 from s3prl_dd.features.store import FeatureStore
 from s3prl_dd.gan.data import crop_or_tile
@@ -83,4 +84,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from s3prl_dd import metrics
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.distill import make_training_set, source_config
 from s3prl_dd.er.data import ERData
 from s3prl_dd.er.model import ERModel
@@ -225,4 +226,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -25,6 +25,7 @@ from pretrained_real import RUN_KEYS, layer_summary  # noqa: E402
 from real_uar import default_work, import_corpus, parse_range  # noqa: E402
 
 from s3prl_dd.er.train import er_config, train_er_on_store  # noqa: E402
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.features.extract import extract  # noqa: E402
 from s3prl_dd.features.store import FeatureStore  # noqa: E402
 from s3prl_dd.utils import atomic_write_json  # noqa: E402
@@ -92,4 +93,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -20,7 +20,6 @@ Reruns read finished GAN runs from --work and resume interrupted ones.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 from pathlib import Path
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from lambda_sweep import gan_run  # noqa: E402
 
 from s3prl_dd import metrics  # noqa: E402
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.er.pool import build_pool  # noqa: E402
 from s3prl_dd.er.train import er_config  # noqa: E402
 from s3prl_dd.features.store import FeatureStore  # noqa: E402
@@ -116,4 +116,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from s3prl_dd.utils import UserError, atomic_write_json  # noqa: E402
+from s3prl_dd.errors import run_main  # noqa: E402
 
 
 def dev_at(curve: list, step: float) -> float:
@@ -90,7 +91,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    run_main(main)

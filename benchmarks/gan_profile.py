@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gan_throughput import ROOT, random_store  # noqa: E402
 
 from s3prl_dd.er.pool import TeacherPool, build_pool  # noqa: E402
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.er.train import er_config  # noqa: E402
 from s3prl_dd.gan import losses  # noqa: E402
 from s3prl_dd.gan import trainer as trainer_mod  # noqa: E402
@@ -221,4 +222,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

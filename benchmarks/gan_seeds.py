@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from s3prl_dd import metrics  # noqa: E402
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.pipeline.records import match, paired_folds, per_fold  # noqa: E402
 from same_cells import KEY, by_key  # noqa: E402  (what makes two runs' cells the same cell)
 
@@ -127,4 +128,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

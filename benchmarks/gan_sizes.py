@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from s3prl_dd.gan import losses as L  # noqa: E402
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.gan.models import build_gan, count_parameters, size_on_disk_bytes  # noqa: E402
 from s3prl_dd.utils import atomic_write_json, load_yaml  # noqa: E402
 
@@ -165,4 +166,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

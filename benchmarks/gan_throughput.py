@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from s3prl_dd.er.pool import TeacherPool, build_pool  # noqa: E402
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.er.train import er_config  # noqa: E402
 from s3prl_dd.features.store import make_meta, write_store  # noqa: E402
 from s3prl_dd.gan import checkpoint as ck  # noqa: E402
@@ -145,4 +146,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

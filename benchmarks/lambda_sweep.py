@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from s3prl_dd.er.pool import build_pool  # noqa: E402
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.er.train import er_config  # noqa: E402
 from s3prl_dd.features.store import FeatureStore  # noqa: E402
 from s3prl_dd.gan import checkpoint as ck  # noqa: E402
@@ -198,4 +199,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

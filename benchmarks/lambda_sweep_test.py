@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from s3prl_dd import metrics  # noqa: E402
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.pipeline.cells import cell_key, run_cell  # noqa: E402
 from s3prl_dd.pipeline.config import DEFAULTS, gan_key  # noqa: E402
 from s3prl_dd.utils import atomic_write_json, merge_config  # noqa: E402
@@ -139,4 +140,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

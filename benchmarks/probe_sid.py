@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from s3prl_dd.probe.run import parse_named, row_label
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.probe.ser import checkpoint_upstream
 from s3prl_dd.probe.sid import run_sid, voxceleb_layout
 from s3prl_dd.utils import UserError, atomic_write_json
@@ -100,4 +101,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

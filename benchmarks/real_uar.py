@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from s3prl_dd import metrics
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.er.train import er_config, train_er_on_store
 from s3prl_dd.features.extract import extract
 from s3prl_dd.features.store import FeatureStore
@@ -112,4 +113,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -88,4 +88,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from s3prl_dd.errors import run_main
+
+    run_main(main)

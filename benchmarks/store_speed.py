@@ -43,6 +43,7 @@ from s3prl_dd.features.extract import extract, read_corpus  # noqa: E402
 from s3prl_dd.features.store import FeatureStore  # noqa: E402
 from s3prl_dd.features.upstream import load_upstream, random_hubert_base, select  # noqa: E402
 from s3prl_dd.utils import atomic_write_json  # noqa: E402
+from s3prl_dd.errors import run_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REP = {"kind": "hidden_state", "layer": -1}
@@ -188,4 +189,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

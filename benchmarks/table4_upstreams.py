@@ -29,6 +29,7 @@ from s3prl_dd.pipeline.privacy import finished_probe, privacy_stage, probe_setti
 from s3prl_dd.pipeline.run import build_context, run_pipeline
 from s3prl_dd.runlock import run_lock
 from s3prl_dd.utils import UserError, atomic_write_json, load_yaml, save_yaml
+from s3prl_dd.errors import run_main
 
 ROWS = ("upstream", "real", "baseline", "proposed")
 COMPARISONS = (("real", "upstream"), ("baseline", "real"), ("proposed", "real"), ("proposed", "baseline"))
@@ -157,4 +158,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

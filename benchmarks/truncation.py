@@ -39,6 +39,7 @@ from s3prl_dd.pipeline.cells import _open_store, cell_key, run_cell, training_se
 from s3prl_dd.pipeline.config import DEFAULTS, gan_key  # noqa: E402
 from s3prl_dd.pipeline.run import finished_generator  # noqa: E402
 from s3prl_dd.utils import UserError, atomic_write_json, load_yaml, merge_config  # noqa: E402
+from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.workers import init_worker  # noqa: E402
 
 SELECTION_SEED = 100  # sampling + ER seed of the first dev draw; test cells use --seeds (0, ...)
@@ -80,16 +81,29 @@ def run_generators(run: Path, gan: str) -> tuple[dict[int, Path], str, str, int]
 
 def keep_recipe(work: Path, recipe: dict) -> None:
     """``work`` caches the results of one recipe (generators, store, ER overrides): another
-    recipe needs another directory. Recipes that agree on every entry they share (one adds or
-    leaves out a set of generators) share it: no cached result's inputs changed."""
+    recipe needs another directory. Recipes that agree on every entry they share, down to a
+    fold's generator, share it: one adds or leaves out a set of generators, or folds (so folds
+    can be run as their GANs finish); no cached result's inputs changed."""
     path = work / "recipe.json"
     new = json.loads(json.dumps(recipe))
     if path.is_file():
         old = json.loads(path.read_text())
-        if any(k in new and new[k] != v for k, v in old.items()):
+        if not agrees(old, new):
             raise UserError(f"{work} holds results of another recipe ({path}); use a new --work")
-        new = {**old, **new}
+        new = merged(old, new)
     atomic_write_json(new, path)
+
+
+def agrees(old, new) -> bool:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return all(agrees(v, new[k]) for k, v in old.items() if k in new)
+    return old == new
+
+
+def merged(old, new):
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {**old, **{k: merged(old[k], v) if k in old else v for k, v in new.items()}}
+    return new
 
 
 def add_test_args(p: argparse.ArgumentParser) -> None:
@@ -242,4 +256,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -24,3 +24,18 @@ def disk_full_message(e: BaseException) -> str | None:
         free = "free space unknown"
     target = f" writing {where}" if where else ""
     return f"no space left on device{target} ({free}); free some space or choose another output directory, then rerun"
+
+
+def run_main(main) -> None:
+    """Run a script's ``main()`` the way every s3prl-dd command ends: a UserError prints one line
+    on stderr (the script's name, then the message) and exits with status 2, no traceback; any
+    other exception keeps its traceback, because that one is our bug, not the user's input."""
+    import os
+    import sys
+
+    try:
+        code = main()
+    except UserError as e:
+        print(f"{os.path.basename(sys.argv[0])}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(code)

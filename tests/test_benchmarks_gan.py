@@ -234,6 +234,19 @@ def test_truncation_choice_breaks_ties_to_the_larger_psi():
     assert choose(scores + [{"psi": 0.25, "dev_uar": 100}]) == 0.25
 
 
+def test_a_work_dir_takes_more_folds_of_the_same_generators_but_not_another_generator(tmp_path):
+    from s3prl_dd.utils import UserError
+
+    keep = _load("truncation").keep_recipe
+    keep(tmp_path, {"generators": {"fold4": "a4.pt", "fold5": "a5.pt"}, "store": "s", "er_overrides": None})
+    keep(tmp_path, {"generators": {f"fold{f}": f"a{f}.pt" for f in range(1, 6)}, "store": "s", "er_overrides": None})
+    recipe = json.loads((tmp_path / "recipe.json").read_text())
+    assert recipe["generators"] == {f"fold{f}": f"a{f}.pt" for f in range(1, 6)}
+    for other in ({"generators": {"fold4": "b4.pt"}}, {"store": "t"}, {"er_overrides": "runner.patience=1"}):
+        with pytest.raises(UserError, match="another recipe"):  # fold4's cached draws belong to a4.pt
+            keep(tmp_path, {"generators": {"fold4": "a4.pt"}, "store": "s", "er_overrides": None, **other})
+
+
 def _finished_gan(env, run_dir, seed, dev_uar):
     """A random GAN-MLP exported as a finished run (generator.pt, result.json with its dev UAR)."""
     from s3prl_dd.gan.checkpoint import export_generator

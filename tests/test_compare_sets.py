@@ -86,3 +86,24 @@ def test_full_real_data_pairs_with_a_set_at_every_budget(tmp_path):
     assert compare_sets.main([f"{new}:real", f"{new}:alt", "--out", str(out)]) == 0
     got = json.loads(out.read_text())["by_budget"]
     assert [got[str(b)]["paired"]["mean_diff"] for b in BUDGETS] == pytest.approx([80.0 - 72.0 - b for b in BUDGETS])
+
+
+def test_run_as_a_script_a_bad_input_is_one_line_and_exit_status_2(tmp_path):
+    # every benchmark script ends through s3prl_dd.errors.run_main, as the s3prl-dd commands do
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH.parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(BENCH / "compare_sets.py"), f"{tmp_path}/nope.json:alt", f"{tmp_path}/x.json:alt"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"compare_sets.py: error: no result JSON at {tmp_path}/nope.json"]
+
+
+def test_every_benchmark_script_ends_through_run_main():
+    # a script that calls main() bare prints a traceback for a typo in a path
+    for script in sorted(BENCH.glob("*.py")):
+        text = script.read_text()
+        if "from s3prl_dd" in text and '__name__ == "__main__"' in text:
+            assert text.rstrip().endswith("run_main(main)"), script.name
