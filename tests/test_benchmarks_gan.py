@@ -459,3 +459,11 @@ def test_gan_convergence_refuses_a_sweep_without_curves(tmp_path):
     path.write_text(json.dumps({"runs": [{"fold": 1, "steps": 10, "run_dir": "r"}]}))
     with pytest.raises(bench.UserError, match="no dev_curve"):
         bench.main([str(path)])
+
+
+def test_every_benchmark_script_ends_through_run_main():
+    # a script that calls main() bare prints a traceback for a typo in a path
+    for script in sorted(BENCH.glob("*.py")):
+        text = script.read_text()
+        if "from s3prl_dd" in text and '__name__ == "__main__"' in text:
+            assert text.rstrip().endswith("run_main(main)"), script.name

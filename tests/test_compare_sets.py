@@ -100,10 +100,3 @@ def test_run_as_a_script_a_bad_input_is_one_line_and_exit_status_2(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"compare_sets.py: error: no result JSON at {tmp_path}/nope.json"]
 
-
-def test_every_benchmark_script_ends_through_run_main():
-    # a script that calls main() bare prints a traceback for a typo in a path
-    for script in sorted(BENCH.glob("*.py")):
-        text = script.read_text()
-        if "from s3prl_dd" in text and '__name__ == "__main__"' in text:
-            assert text.rstrip().endswith("run_main(main)"), script.name
