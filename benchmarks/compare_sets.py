@@ -5,6 +5,12 @@
 
 E.g. the same config trained for 4000 and for 2000 steps, each tested by its own
 ``config_choice.py`` run: ``gan_att_long4k_test.json:alt_mean gan_att_long_seeds.json:alt_mean``.
+A pipeline run's ``results.json`` is read too: its sets are the sources (``real``, ``random``,
+``herding``, ``dm``) and, for the cells of a generator, ``ARCH-VARIANT`` (``gan_att-div_sml``) or
+``SOURCE-ARCH-VARIANT`` (``gan_latent-gan_att-div_sml``); ``--downstream`` picks its linear or
+DeepModel cells. E.g. two runs' GANs: ``results/emodb_gan_cnn/results.json:gan_cnn-div_sml
+results/emodb/results.json:gan_att-div_sml --seeds 0`` (``--seeds``: only these downstream seeds,
+on both sides; the default, every seed a JSON has).
 Per budget the mean Δ (NEW − OLD), its 95 % t-interval and the paired t p over folds, a fold's
 value being the mean over its downstream seeds (the fold is the unit, as in the JSONs' own tables).
 A side of several ``PATH:SET`` joined by ``+`` (e.g. two GAN seeds, each tested by its own run) is
@@ -46,10 +52,32 @@ def test_labels(result: dict) -> dict[int, str]:
     return {r["fold"]: r["test_labels"] for r in result["records"] if r.get("set") == "real" and "test_labels" in r}
 
 
-def load(path: Path, name: str) -> dict:
+def pipeline_set(record: dict) -> str:
+    """A pipeline cell's set: its source, or its generator (and source, where not plain sampling)."""
+    if record.get("arch") is None:
+        return record["source"]
+    gan = f"{record['arch']}-{record['variant']}"
+    return gan if record["source"] == "gan" else f"{record['source']}-{gan}"
+
+
+def from_pipeline(result: dict, downstream: str) -> dict:
+    """A pipeline run's results.json as a test-result JSON of one downstream: full real data and
+    the balanced budgets (Table 3's imbalanced sets are another question)."""
+    records = [{**r, "set": pipeline_set(r)} for r in result["records"]
+               if r["downstream"] == downstream and (r["balance"] == "balanced" or r["source"] == "real")]
+    budgets = sorted({r["ppc"] for r in records if isinstance(r["ppc"], int)})
+    return {"downstream": downstream, "folds": result["config"]["folds"], "budgets": budgets, "records": records}
+
+
+def load(path: Path, name: str, downstream: str = "linear", seeds=None) -> dict:
     result = json.loads(path.read_text())
+    if isinstance(result, dict) and {"records", "config"} <= set(result) and "folds" not in result:
+        result = from_pipeline(result, downstream)
+    if isinstance(result, dict) and seeds is not None and "records" in result:
+        result = {**result, "records": [r for r in result["records"] if r.get("seed") in seeds]}
     if not isinstance(result, dict) or not {"records", "folds", "budgets"} <= set(result):
-        raise UserError(f"{path}: not a test-result JSON (config_choice.py, truncation.py, lambda_sweep_test.py)")
+        raise UserError(f"{path}: not a test-result JSON (config_choice.py, truncation.py, lambda_sweep_test.py) "
+                        "or a pipeline run's results.json")
     sets = sorted({r["set"] for r in result["records"] if "set" in r})
     if name not in sets:
         raise UserError(f"{path} has no set {name!r}; its sets: {', '.join(sets)}")
@@ -92,10 +120,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("new", help="PATH:SET (or several joined by +: their mean), e.g. out.json:alt_mean")
     p.add_argument("old", help="PATH:SET it is compared against")
+    p.add_argument("--downstream", choices=("linear", "deep"), default="linear",
+                   help="the cells of a pipeline results.json to read (other JSONs hold one downstream)")
+    p.add_argument("--seeds", help="only these downstream seeds, comma-separated (default: every seed)")
     p.add_argument("--out", help="write the comparison here (JSON)")
     a = p.parse_args(argv)
+    seeds = {int(s) for s in a.seeds.split(",")} if a.seeds else None
     specs, n_new = a.new.split("+") + a.old.split("+"), a.new.count("+") + 1
-    loaded = [(load(path, name), name) for path, name in map(parse_spec, specs)]
+    loaded = [(load(path, name, a.downstream, seeds), name) for path, name in map(parse_spec, specs)]
     first = loaded[0][0]
     for spec, (result, _) in zip(specs[1:], loaded[1:]):
         check_pairable(first, result, (specs[0], spec))
@@ -106,7 +138,8 @@ def main(argv=None) -> int:
         print(f"{ppc:>3} ppc: {c['new']['mean']:.1f} ± {c['new']['std']:.1f} vs {c['old']['mean']:.1f} ± "
               f"{c['old']['std']:.1f}: {t['mean_diff']:+.1f} [{t['ci_low']:+.1f}, {t['ci_high']:+.1f}] p={t['t_p']:.2g}")
     if a.out:
-        atomic_write_json({"new": a.new, "old": a.old, "folds": first["folds"], "by_budget": by_budget},
+        atomic_write_json({"new": a.new, "old": a.old, "folds": first["folds"],
+                           **({"seeds": sorted(seeds)} if seeds else {}), "by_budget": by_budget},
                           Path(a.out))
     return 0
 

@@ -100,3 +100,38 @@ def test_run_as_a_script_a_bad_input_is_one_line_and_exit_status_2(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"compare_sets.py: error: no result JSON at {tmp_path}/nope.json"]
 
+
+
+def pipeline_result(cells, labels="0123"):
+    """A pipeline run's results.json: cells (source, arch, variant, downstream, balance, ppc, uar(fold, seed))."""
+    records = [{"source": "real", "arch": None, "variant": None, "downstream": ds, "balance": "imbalanced",
+                "ppc": "full", "fold": f, "seed": s, "test_uar": 80.0, "test_labels": labels + str(f)}
+               for ds in ("linear", "deep") for f in FOLDS for s in (0, 1)]
+    records += [{"source": src, "arch": arch, "variant": var, "downstream": ds, "balance": bal, "ppc": b,
+                 "fold": f, "seed": s, "test_uar": uar(f, s)}
+                for src, arch, var, ds, bal, b, uar in cells for f in FOLDS for s in (0, 1)]
+    return {"config": {"folds": FOLDS, "budgets": BUDGETS}, "records": records}
+
+
+def test_a_pipeline_run_is_read_by_generator_downstream_and_seed(tmp_path):
+    cells = [("gan", "gan_att", "div_sml", "linear", "balanced", 5, lambda f, s: 60.0 + f + 10 * s),
+             ("gan", "gan_att", "div_sml", "linear", "imbalanced", 5, lambda f, s: 0.0),   # Table 3: not a budget's set
+             ("gan", "gan_att", "baseline", "linear", "balanced", 5, lambda f, s: 40.0),
+             ("gan", "gan_att", "div_sml", "deep", "balanced", 5, lambda f, s: 30.0),
+             ("gan_latent", "gan_att", "div_sml", "linear", "balanced", 5, lambda f, s: 70.0),
+             ("random", None, None, "linear", "balanced", 5, lambda f, s: 50.0 + f * f)]
+    run = write(tmp_path, "results", pipeline_result(cells))
+    out = tmp_path / "cmp.json"
+    assert compare_sets.main([f"{run}:gan_att-div_sml", f"{run}:random", "--seeds", "0", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert list(got["by_budget"]) == ["5"] and got["seeds"] == [0]
+    want = metrics.paired_test([60.0 + f for f in FOLDS], [50.0 + f * f for f in FOLDS])
+    assert got["by_budget"]["5"]["paired"]["mean_diff"] == pytest.approx(want["mean_diff"])
+    assert got["by_budget"]["5"]["paired"]["t_p"] == pytest.approx(want["t_p"])
+    assert compare_sets.main([f"{run}:gan_att-div_sml", f"{run}:gan_att-baseline", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["by_budget"]["5"]["new"]["mean"] == pytest.approx(62.0 + 5.0)  # both seeds
+    assert compare_sets.main([f"{run}:gan_att-div_sml", f"{run}:real", "--downstream", "deep", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["by_budget"]["5"]["paired"]["mean_diff"] == pytest.approx(30.0 - 80.0)
+    assert compare_sets.main([f"{run}:gan_latent-gan_att-div_sml", f"{run}:random", "--out", str(out)]) == 0
+    with pytest.raises(UserError, match="no set 'gan_latent-gan_att-div_sml'"):  # no DeepModel cells of it
+        compare_sets.main([f"{run}:gan_latent-gan_att-div_sml", f"{run}:real", "--downstream", "deep"])

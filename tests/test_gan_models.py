@@ -180,7 +180,8 @@ def test_fit_real_uses_the_time_mean_for_mlp():
 def test_shipped_configs_are_complete():
     paths = sorted(glob.glob(str(ROOT / "downstream_configs/gan/*.yaml")))
     assert {Path(p).stem for p in paths} >= {"gan_cnn_paper", "gan_att_paper", "gan_cnn_cpu",
-                                             "gan_att_cpu", "gan_att_ssl_cpu", "gan_att_ssl_paper", "gan_mlp_cpu"}
+                                             "gan_att_cpu", "gan_att_ssl_cpu", "gan_att_ssl_paper", "gan_mlp_cpu",
+                                             "gan_cnn_ssl_cpu"}
     for path in paths:
         cfg = load_yaml(path)
         assert set(cfg["loss"]) >= {"lambda_gp", "lambda_cls_real", "lambda_cls_fake", "lambda_fm",
@@ -192,6 +193,14 @@ def test_shipped_configs_are_complete():
         G, D = build_gan(cfg)
         x = G(G.sample_noise(torch.arange(2) % cfg["model"]["num_classes"]))
         assert x.shape == (2, cfg["model"]["T"], cfg["model"]["D"]) and len(D(x, True)[2]) >= 2
+
+
+def test_ssl_gan_cnn_is_the_ssl_gan_att_without_its_attention():
+    # the paper's GAN-CNN is its GAN-ATT minus the attention layer; the CPU configs must not drift apart
+    att, cnn = (load_yaml(ROOT / f"downstream_configs/gan/{n}_ssl_cpu.yaml") for n in ("gan_att", "gan_cnn"))
+    assert (att["model"].pop("arch"), cnn["model"].pop("arch")) == ("gan_att", "gan_cnn")
+    assert {k: v for k, v in att["model"].items() if not k.startswith("attn_")} == cnn["model"]
+    assert {k: v for k, v in att.items() if k != "model"} == {k: v for k, v in cnn.items() if k != "model"}
 
 
 @pytest.mark.parametrize("name, lo_mb, hi_mb", [("gan_cnn_paper", 80, 120), ("gan_att_paper", 45, 75),

@@ -236,3 +236,26 @@ def test_plots_of_a_full_size_only_grid(tmp_path):
     assert "uar_vs_budget" not in md and not list(tmp_path.glob("uar_vs_budget_*.png"))
     cfg = load_pipeline_config(write_cfg(tmp_path, budgets=[2, "full"], balance=["balanced"]))
     assert "uar_vs_budget_linear.png" in "\n".join(write_plots(tmp_path, cfg, records))
+
+
+def test_plots_of_a_run_without_gans(tmp_path):
+    """A real-data-only run (``gan.archs=[]``, e.g. one built for its store and real baselines)
+    gets its UAR-vs-budget figure and no GAN figures, instead of an IndexError after every cell."""
+    pytest.importorskip("matplotlib")
+    from s3prl_dd.pipeline.plots import write_plots
+
+    cfg = load_pipeline_config(write_cfg(tmp_path, budgets=[2], balance=["balanced"]),
+                               "sources=['real','random'],,gan.archs=[],,gan.distill_archs=[]")
+    records = [{"source": "real", "downstream": "linear", "test_uar": 80.0, "fold": 1, "seed": 0}]
+    md = "\n".join(write_plots(tmp_path, cfg, records))
+    assert "uar_vs_budget_linear.png" in md and "real vs generated" not in md and "GAN training" not in md
+
+
+def test_report_prints_small_p_values_and_single_fold_differences_readably():
+    from s3prl_dd import metrics
+    from s3prl_dd.pipeline.report import _diff_fmt
+
+    big = _diff_fmt(metrics.paired_test([90.0, 91.0, 92.5, 90.2, 91.1], [50.0, 50.5, 51.0, 49.0, 50.3]))
+    assert big.endswith("p<0.001 *") and "p=0.000" not in big
+    assert _diff_fmt(metrics.paired_test([60.0, 70.0, 65.0], [61.0, 66.0, 66.0])) == "+0.7 [-6.5, +7.8] p=0.728"
+    assert _diff_fmt(metrics.paired_test([70.0], [60.0])) == "+10.0 (n=1, no test)"  # one fold: no crash

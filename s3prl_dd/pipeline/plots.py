@@ -47,6 +47,8 @@ def _uar_vs_budget(run: Path, cfg: dict, records: list[dict], ds: str) -> str | 
 
 
 def _projection(run: Path, cfg: dict) -> str | None:
+    if not cfg["gan"]["archs"]:  # a real-data-only run (e.g. built for its store and baselines)
+        return None
     arch = cfg["gan"]["archs"][0]
     key = gan_key(arch, variants_for(cfg, arch)[-1], cfg["folds"][0], cfg["gan_seeds"][0])
     gens = sorted((run / "gans").glob(f"{key}/*/generator.pt"))

@@ -50,8 +50,12 @@ class Tests:
 def _diff_fmt(t: dict | None) -> str:
     if t is None:
         return "-"
-    star = " *" if t["t_p"] is not None and t["t_p"] < ALPHA else ""
-    return f"{t['mean_diff']:+.1f} [{t['ci_low']:+.1f}, {t['ci_high']:+.1f}] p={t['t_p']:.3f}{star}"
+    p = t["t_p"]
+    if p is None:  # fewer than 2 folds: a difference, no interval or test
+        return f"{t['mean_diff']:+.1f} (n={t['n']}, no test)"
+    star = " *" if p < ALPHA else ""
+    shown = "p<0.001" if p < 0.001 else f"p={p:.3f}"  # not "p=0.000"
+    return f"{t['mean_diff']:+.1f} [{t['ci_low']:+.1f}, {t['ci_high']:+.1f}] {shown}{star}"
 
 
 def _storage(run: Path, cfg: dict) -> dict:
