@@ -259,3 +259,12 @@ def test_report_prints_small_p_values_and_single_fold_differences_readably():
     assert big.endswith("p<0.001 *") and "p=0.000" not in big
     assert _diff_fmt(metrics.paired_test([60.0, 70.0, 65.0], [61.0, 66.0, 66.0])) == "+0.7 [-6.5, +7.8] p=0.728"
     assert _diff_fmt(metrics.paired_test([70.0], [60.0])) == "+10.0 (n=1, no test)"  # one fold: no crash
+
+
+def test_a_probe_without_gans_is_a_clear_error():
+    from s3prl_dd.pipeline.privacy import probe_settings
+    from s3prl_dd.utils import UserError
+
+    cfg = {"probe": {}, "folds": [1], "seeds": [0], "gan": {"archs": []}}
+    with pytest.raises(UserError, match="gan.archs is empty"):  # not an IndexError from archs[0]
+        probe_settings(cfg)

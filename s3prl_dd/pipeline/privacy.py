@@ -27,6 +27,8 @@ def probe_settings(cfg: dict) -> dict:
     p = dict(cfg["probe"])
     p["fold"] = int(p["fold"] if p.get("fold") is not None else cfg["folds"][0])
     p["er_seed"] = int(p["er_seed"] if p.get("er_seed") is not None else cfg["seeds"][0])
+    if not cfg["gan"]["archs"]:
+        raise UserError("the privacy probe compares ER models trained on GAN samples: gan.archs is empty")
     p["arch"] = p.get("arch") or cfg["gan"]["archs"][0]
     if p["arch"] not in cfg["gan"]["archs"]:
         raise UserError(f"probe.arch '{p['arch']}' is not one of gan.archs {cfg['gan']['archs']}")
