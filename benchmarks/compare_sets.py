@@ -14,7 +14,10 @@ on both sides; the default, every seed a JSON has).
 Per budget the mean Δ (NEW − OLD), its 95 % t-interval and the paired t p over folds, a fold's
 value being the mean over its downstream seeds (the fold is the unit, as in the JSONs' own tables).
 A side of several ``PATH:SET`` joined by ``+`` (e.g. two GAN seeds, each tested by its own run) is
-their mean per fold, so the generators' variance stays inside the fold's value.
+their mean per fold, so the generators' variance stays inside the fold's value. A part may name
+its own downstream seeds, ``PATH:SET@0,1``, so that seeds spread unevenly over runs weigh equally:
+``A.json:gan_mlp-div_sml@0+A.json:gan_mlp-div_sml@1+B.json:gan_mlp-div_sml@2`` is the mean of three
+seeds, two from run A and one from run B.
 
 The pairing is only honest if all JSONs tested the same folds on the same test utterances with
 the same downstream model: folds, downstream and every fold's test labels (from the full-real
@@ -35,16 +38,25 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from lambda_sweep_test import fold_means  # noqa: E402  (full real data pairs with any budget)
 from s3prl_dd import metrics  # noqa: E402
 from s3prl_dd.errors import run_main  # noqa: E402
-from s3prl_dd.utils import UserError, atomic_write_json  # noqa: E402
+from s3prl_dd.utils import UserError, atomic_write_json, default  # noqa: E402
 
 
-def parse_spec(spec: str) -> tuple[Path, str]:
+def parse_spec(spec: str) -> tuple[Path, str, set[int] | None]:
+    """``PATH:SET`` or ``PATH:SET@SEEDS`` (comma-separated downstream seeds; None: not given)."""
     path, sep, name = spec.rpartition(":")
-    if not sep or not path or not name:
-        raise UserError(f"{spec!r}: give a result JSON and a set name as PATH:SET, e.g. out.json:alt_mean")
+    name, at, seeds = name.partition("@")
+    if not sep or not path or not name or (at and not seeds):
+        raise UserError(f"{spec!r}: give a result JSON and a set name as PATH:SET or PATH:SET@SEEDS, e.g. out.json:alt_mean")
     if not Path(path).is_file():
         raise UserError(f"no result JSON at {path}")
-    return Path(path), name
+    return Path(path), name, parse_seeds(seeds) if at else None
+
+
+def parse_seeds(text: str) -> set[int]:
+    try:
+        return {int(s) for s in text.split(",")}
+    except ValueError:
+        raise UserError(f"seeds {text!r}: give comma-separated integers, e.g. 0,1") from None
 
 
 def test_labels(result: dict) -> dict[int, str]:
@@ -75,6 +87,8 @@ def load(path: Path, name: str, downstream: str = "linear", seeds=None) -> dict:
         result = from_pipeline(result, downstream)
     if isinstance(result, dict) and seeds is not None and "records" in result:
         result = {**result, "records": [r for r in result["records"] if r.get("seed") in seeds]}
+        if not any(r.get("set") == name for r in result["records"]):
+            raise UserError(f"{path}: set {name!r} has no cells of downstream seed(s) {sorted(seeds)}")
     if not isinstance(result, dict) or not {"records", "folds", "budgets"} <= set(result):
         raise UserError(f"{path}: not a test-result JSON (config_choice.py, truncation.py, lambda_sweep_test.py) "
                         "or a pipeline run's results.json")
@@ -82,6 +96,12 @@ def load(path: Path, name: str, downstream: str = "linear", seeds=None) -> dict:
     if name not in sets:
         raise UserError(f"{path} has no set {name!r}; its sets: {', '.join(sets)}")
     return result
+
+
+def load_side(specs: str, downstream: str = "linear", seeds=None) -> list[tuple[dict, str]]:
+    """A side ``PATH:SET[@SEEDS]+...`` as (result, set) parts; ``seeds`` is the default for parts naming none."""
+    parts = [parse_spec(s) for s in specs.split("+")]
+    return [(load(path, name, downstream, default(own, seeds)), name) for path, name, own in parts]
 
 
 def check_pairable(a: dict, b: dict, names: tuple[str, str]) -> None:
@@ -93,6 +113,13 @@ def check_pairable(a: dict, b: dict, names: tuple[str, str]) -> None:
     if not la or la != lb:
         raise UserError("the two JSONs were not tested on the same test utterances (their full-real records' "
                         "test labels differ or are missing): a paired test would mix test sets")
+
+
+def check_sides(new: list, old: list, specs: list[str]) -> None:
+    """Every part of both sides against the first: the same folds, downstream and test utterances."""
+    loaded = new + old
+    for spec, (result, _) in zip(specs[1:], loaded[1:]):
+        check_pairable(loaded[0][0], result, (specs[0], spec))
 
 
 def side_values(side: list[tuple[dict, str]], ppc: int, folds: list[int]) -> dict[int, float]:
@@ -118,20 +145,18 @@ def compare(side_a: list[tuple[dict, str]], side_b: list[tuple[dict, str]]) -> d
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("new", help="PATH:SET (or several joined by +: their mean), e.g. out.json:alt_mean")
+    p.add_argument("new", help="PATH:SET[@SEEDS] (or several joined by +: their mean), e.g. out.json:alt_mean")
     p.add_argument("old", help="PATH:SET it is compared against")
     p.add_argument("--downstream", choices=("linear", "deep"), default="linear",
                    help="the cells of a pipeline results.json to read (other JSONs hold one downstream)")
     p.add_argument("--seeds", help="only these downstream seeds, comma-separated (default: every seed)")
     p.add_argument("--out", help="write the comparison here (JSON)")
     a = p.parse_args(argv)
-    seeds = {int(s) for s in a.seeds.split(",")} if a.seeds else None
-    specs, n_new = a.new.split("+") + a.old.split("+"), a.new.count("+") + 1
-    loaded = [(load(path, name, a.downstream, seeds), name) for path, name in map(parse_spec, specs)]
-    first = loaded[0][0]
-    for spec, (result, _) in zip(specs[1:], loaded[1:]):
-        check_pairable(first, result, (specs[0], spec))
-    by_budget = compare(loaded[:n_new], loaded[n_new:])
+    seeds = parse_seeds(a.seeds) if a.seeds else None
+    new, old = load_side(a.new, a.downstream, seeds), load_side(a.old, a.downstream, seeds)
+    check_sides(new, old, a.new.split("+") + a.old.split("+"))
+    by_budget = compare(new, old)
+    first = new[0][0]
     print(f"{a.new} − {a.old} (n = {len(first['folds'])} folds, paired t)")
     for ppc, c in by_budget.items():
         t = c["paired"]

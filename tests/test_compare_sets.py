@@ -135,3 +135,19 @@ def test_a_pipeline_run_is_read_by_generator_downstream_and_seed(tmp_path):
     assert compare_sets.main([f"{run}:gan_latent-gan_att-div_sml", f"{run}:random", "--out", str(out)]) == 0
     with pytest.raises(UserError, match="no set 'gan_latent-gan_att-div_sml'"):  # no DeepModel cells of it
         compare_sets.main([f"{run}:gan_latent-gan_att-div_sml", f"{run}:real", "--downstream", "deep"])
+
+
+def test_a_part_may_name_its_own_seeds_so_uneven_runs_weigh_equally(tmp_path):
+    two = write(tmp_path, "two", result("alt", lambda f, b, s: 60.0 + 10 * s, seeds=(0, 1)))   # seeds 0 and 1
+    one = write(tmp_path, "one", result("alt", lambda f, b, s: 90.0 + f, seeds=(2,)))          # seed 2
+    old = write(tmp_path, "old", result("random", lambda f, b, s: 50.0))
+    out = tmp_path / "cmp.json"
+    assert compare_sets.main([f"{two}:alt@0+{two}:alt@1+{one}:alt@2", f"{old}:random", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())["by_budget"]["1"]["per_fold"]
+    assert [got[str(f)][0] for f in FOLDS] == pytest.approx([(60.0 + 70.0 + 90.0 + f) / 3 for f in FOLDS])
+    with pytest.raises(UserError, match="no cells of downstream seed"):
+        compare_sets.main([f"{two}:alt@2", f"{old}:random"])
+    with pytest.raises(UserError, match="comma-separated integers"):
+        compare_sets.main([f"{two}:alt@x", f"{old}:random"])
+    with pytest.raises(UserError, match="PATH:SET@SEEDS"):
+        compare_sets.main([f"{two}:alt@", f"{old}:random"])
