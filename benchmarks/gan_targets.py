@@ -110,6 +110,9 @@ def main(argv=None) -> int:
         raise UserError(f"{path}: no 'rows' list")
     assessed = [assess(r) for r in rows]
     print(table(assessed))
+    notes = [f"- {r['name']} ({r['downstream']}): {r['note']}" for r in assessed if r.get("note")]
+    if notes:   # the caveats a mark needs (an unconverged Baseline) travel with the table
+        print("\nNotes:\n" + "\n".join(notes))
     print("\n* paired t p < 0.05 over folds. Targets: " + "; ".join(f"{i} {t}" for i, t in enumerate(TARGETS, 1)))
     if a.out:
         atomic_write_json({"rows_yaml": str(path), "targets": list(TARGETS), "rows": assessed}, Path(a.out))
