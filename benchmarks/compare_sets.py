@@ -122,6 +122,13 @@ def check_sides(new: list, old: list, specs: list[str]) -> None:
         check_pairable(loaded[0][0], result, (specs[0], spec))
 
 
+def compare_specs(new: str, old: str, downstream: str = "linear", seeds=None) -> tuple[list[int], dict]:
+    """NEW − OLD, each ``PATH:SET[@SEEDS]+...``, checked pairable: (the folds, the comparison per budget)."""
+    a, b = load_side(new, downstream, seeds), load_side(old, downstream, seeds)
+    check_sides(a, b, new.split("+") + old.split("+"))
+    return a[0][0]["folds"], compare(a, b)
+
+
 def side_values(side: list[tuple[dict, str]], ppc: int, folds: list[int]) -> dict[int, float]:
     """A side's value per fold at one budget: the mean over its (JSON, set) parts."""
     parts = [fold_means(result["records"], name, ppc) for result, name in side]
@@ -153,17 +160,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="write the comparison here (JSON)")
     a = p.parse_args(argv)
     seeds = parse_seeds(a.seeds) if a.seeds else None
-    new, old = load_side(a.new, a.downstream, seeds), load_side(a.old, a.downstream, seeds)
-    check_sides(new, old, a.new.split("+") + a.old.split("+"))
-    by_budget = compare(new, old)
-    first = new[0][0]
-    print(f"{a.new} − {a.old} (n = {len(first['folds'])} folds, paired t)")
+    folds, by_budget = compare_specs(a.new, a.old, a.downstream, seeds)
+    print(f"{a.new} − {a.old} (n = {len(folds)} folds, paired t)")
     for ppc, c in by_budget.items():
         t = c["paired"]
         print(f"{ppc:>3} ppc: {c['new']['mean']:.1f} ± {c['new']['std']:.1f} vs {c['old']['mean']:.1f} ± "
               f"{c['old']['std']:.1f}: {t['mean_diff']:+.1f} [{t['ci_low']:+.1f}, {t['ci_high']:+.1f}] p={t['t_p']:.2g}")
     if a.out:
-        atomic_write_json({"new": a.new, "old": a.old, "folds": first["folds"],
+        atomic_write_json({"new": a.new, "old": a.old, "folds": folds,
                            **({"seeds": sorted(seeds)} if seeds else {}), "by_budget": by_budget},
                           Path(a.out))
     return 0

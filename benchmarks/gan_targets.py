@@ -43,9 +43,8 @@ TARGETS = ("≥ random at every budget", "≥ +3 over random at 1, 2, 5 ppc",
 
 def paired(new: str, old: str, downstream: str) -> dict[str, dict]:
     """NEW − OLD per budget (compare_sets.py's paired test over folds)."""
-    a, b = compare_sets.load_side(new, downstream), compare_sets.load_side(old, downstream)
-    compare_sets.check_sides(a, b, new.split("+") + old.split("+"))
-    by_budget = {ppc: c["paired"] for ppc, c in compare_sets.compare(a, b).items()}
+    _, comparison = compare_sets.compare_specs(new, old, downstream)
+    by_budget = {ppc: c["paired"] for ppc, c in comparison.items()}
     missing = [x for x in BUDGETS if x not in by_budget]
     if missing:
         raise UserError(f"{new} − {old}: no cells at {', '.join(missing)} ppc; the targets need every budget")
@@ -79,8 +78,8 @@ def signed(x: float) -> str:
     return f"{x:+.1f}".replace("-", "−")
 
 
-def _diffs(by_budget: dict, budgets=BUDGETS) -> str:
-    return " / ".join(signed(by_budget[b]["mean_diff"]) + ("*" if by_budget[b]["t_p"] < ALPHA else "") for b in budgets)
+def _diffs(by_budget: dict) -> str:
+    return " / ".join(signed(by_budget[b]["mean_diff"]) + ("*" if by_budget[b]["t_p"] < ALPHA else "") for b in BUDGETS)
 
 
 def table(rows: list[dict]) -> str:
