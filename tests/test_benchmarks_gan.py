@@ -159,6 +159,10 @@ def test_gan_seeds_pools_runs_and_pairs_fold_means_over_every_gan_seed(tmp_path)
     assert row["spread"]["baseline"]["mean_std_over_seeds"] == 0.0 and row["spread"]["random"]["seeds_per_fold"] == [3]
     only = bench.analyse([r for r in a if r.get("variant") != "baseline"], "gan_mlp", "linear")
     assert only["variants"] == ["div_sml"] and set(only["by_budget"]["1"]["paired"]) == {"div_sml - random", "real - div_sml"}
+    fewer = bench.analyse([r for r in a if r.get("variant") != "baseline" or r["seed"] == 0], "gan_mlp", "linear")
+    vs_base = fewer["by_budget"]["1"]["paired"]["div_sml - baseline"]  # a Baseline at GAN seed 0 only
+    assert vs_base["seeds"] == [0] and vs_base["a_fold_uar"] == [61.0, 62.0, 63.0]  # seed 0's, not mean(0, 1)
+    assert fewer["by_budget"]["1"]["paired"]["div_sml - random"]["seeds"] == [0, 1]
     five = [{**r, "ppc": 5} for r in a if r["source"] == "gan"]  # GAN rows at 5 ppc, no random subset there
     assert list(bench.analyse(a + five, "gan_mlp", "linear", budgets=[1])["by_budget"]) == ["1"]
     b.append({**a[1], "predictions": "different"})
