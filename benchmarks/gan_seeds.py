@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from s3prl_dd import metrics  # noqa: E402
 from s3prl_dd.errors import run_main  # noqa: E402
-from s3prl_dd.pipeline.records import match, paired_folds, per_fold  # noqa: E402
+from s3prl_dd.pipeline.records import match, paired_folds, per_fold, shared_seeds  # noqa: E402
 from same_cells import KEY, by_key  # noqa: E402  (what makes two runs' cells the same cell)
 
 VARIANTS = ("baseline", "div_sml")
@@ -62,11 +62,9 @@ def seed_spread(records: list[dict], by: str, **sel) -> dict:
 
 
 def test(records, a: dict, b: dict) -> dict:
-    """Paired over folds, on the downstream seeds both rows have: a variant run at fewer GAN seeds
-    (a Baseline left for later) is compared on its own seeds, not against a mean over more."""
-    seeds = sorted({r["seed"] for r in records if match(r, **a)} & {r["seed"] for r in records if match(r, **b)})
-    folds, va, vb = paired_folds([r for r in records if r["seed"] in seeds], a, b)
-    return {"folds": folds, "seeds": seeds, "a_fold_uar": va, "b_fold_uar": vb, **metrics.paired_test(va, vb)}
+    folds, va, vb = paired_folds(records, a, b)
+    return {"folds": folds, "seeds": shared_seeds(records, a, b), "a_fold_uar": va, "b_fold_uar": vb,
+            **metrics.paired_test(va, vb)}
 
 
 def analyse(records: list[dict], arch: str, downstream: str, budgets=None) -> dict:

@@ -9,7 +9,7 @@ from s3prl_dd.pipeline import cells as cells_mod
 from s3prl_dd.pipeline import run as run_mod
 from s3prl_dd.pipeline.cells import class_counts, enumerate_cells
 from s3prl_dd.pipeline.config import for_downstream, load_pipeline_config
-from s3prl_dd.pipeline.records import methods
+from s3prl_dd.pipeline.records import methods, paired_folds
 from s3prl_dd.utils import UserError
 
 TINY = {
@@ -268,3 +268,12 @@ def test_a_probe_without_gans_is_a_clear_error():
     cfg = {"probe": {}, "folds": [1], "seeds": [0], "gan": {"archs": []}}
     with pytest.raises(UserError, match="gan.archs is empty"):  # not an IndexError from archs[0]
         probe_settings(cfg)
+
+
+def test_paired_folds_pairs_a_row_on_the_seeds_it_shares_with_the_other():
+    def cell(fold, seed, source, uar):
+        return {"fold": fold, "seed": seed, "source": source, "test_uar": uar}
+    recs = [cell(f, s, "gan", 60.0 + 10 * s) for f in (1, 2) for s in (0, 1)]
+    recs += [cell(f, 0, "baseline", 50.0) for f in (1, 2)] + [cell(3, 0, "gan", 1.0)]
+    folds, va, vb = paired_folds(recs, {"source": "gan"}, {"source": "baseline"})
+    assert (folds, va, vb) == ([1, 2], [60.0, 60.0], [50.0, 50.0])  # seed 0's 60, not mean(60, 70)

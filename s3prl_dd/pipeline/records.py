@@ -55,8 +55,19 @@ def per_fold(records: list[dict], key: str = "test_uar", **sel) -> dict[int, flo
     return {f: float(np.mean(v)) for f, v in sorted(vals.items())}
 
 
+def shared_seeds(records: list[dict], a: dict, b: dict) -> list:
+    """The downstream seeds on which both selections have cells."""
+    def seeds(sel):
+        return {r.get("seed") for r in records if match(r, **sel)}
+    return sorted(seeds(a) & seeds(b), key=str)
+
+
 def paired_folds(records: list[dict], a: dict, b: dict) -> tuple[list[int], list[float], list[float]]:
-    """(folds, a's fold values, b's fold values) over the folds both have."""
+    """(folds, a's fold values, b's fold values) over the folds and downstream seeds both have: a
+    row run at fewer seeds (a Baseline left for later) is compared on its own seeds, not against a
+    mean over more."""
+    on = set(shared_seeds(records, a, b))
+    records = [r for r in records if r.get("seed") in on]
     fa, fb = per_fold(records, **a), per_fold(records, **b)
     folds = sorted(set(fa) & set(fb))
     return folds, [fa[f] for f in folds], [fb[f] for f in folds]
