@@ -1,27 +1,22 @@
 """Tests of the benchmark scripts (gan_profile, lambda_sweep(_test), gan_att_choice, same_cells, gan_seeds,
 truncation, config_choice) on tiny data."""
 import functools
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from benchmark_scripts import BENCH, load_benchmark
 from gan_fixtures import gan_cfg, tiny_pool, tiny_store
 from s3prl_dd.gan.trainer import GANTrainer
 from s3prl_dd.gan.config import resolve_config
 from s3prl_dd.utils import load_yaml, save_yaml
 
 torch.set_num_threads(1)
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_load = load_benchmark
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,13 @@
 """benchmarks/compare_sets.py: a set of one result JSON against a set of another, paired over folds."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from benchmark_scripts import BENCH, load_benchmark
 from s3prl_dd import metrics
 from s3prl_dd.utils import UserError
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-spec = importlib.util.spec_from_file_location("compare_sets", BENCH / "compare_sets.py")
-compare_sets = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare_sets)
+compare_sets = load_benchmark("compare_sets")
 
 FOLDS, BUDGETS = [1, 2, 3], [1, 5]
 

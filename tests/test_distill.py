@@ -4,6 +4,7 @@ import pytest
 import torch
 import yaml
 
+from benchmark_scripts import load_benchmark
 from gan_fixtures import DIM, REP, gan_cfg, tiny_pool, tiny_store
 from s3prl_dd import cli
 from s3prl_dd.distill import SOURCES, TrainingSet, make_training_set, source_config
@@ -277,13 +278,7 @@ def test_cli_distill_set_writes_a_store(env, tmp_path, capsys):
 
 
 def test_benchmark_script_runs_and_resumes(env, tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "distill_sources.py"
-    spec = importlib.util.spec_from_file_location("distill_sources", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("distill_sources")
     out = tmp_path / "r.json"
     args = ["--store", str(env["store"].path), "--folds", "1", "--ppc", "1,2", "--seeds", "0",
             "--sources", "random,dm,gan_latent@nopool", "--generator", env["gen"]["gan_mlp"],

@@ -1,19 +1,15 @@
 """benchmarks/gan_targets.py: the GAN issue's four targets, marked from result JSONs by code."""
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
+from benchmark_scripts import BENCH, load_benchmark
 from s3prl_dd.utils import UserError
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
-spec = importlib.util.spec_from_file_location("gan_targets", BENCH / "gan_targets.py")
-gan_targets = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gan_targets)
+gan_targets = load_benchmark("gan_targets")
 
 FOLDS, BUDGETS = [1, 2, 3, 4, 5], [1, 2, 5, 10, 20]
 NOISE = {1: 0.0, 2: 0.4, 3: -0.3, 4: 0.2, 5: -0.3}   # a fold's own offset: the paired t needs spread

@@ -1,0 +1,89 @@
+"""benchmarks/splice_folds.py and layer_per_fold.py: a setting chosen per fold, tested by taking
+each fold's cells from the run that used that fold's choice."""
+import json
+
+import pytest
+
+from benchmark_scripts import load_benchmark
+from s3prl_dd.utils import UserError
+
+splice_folds, compare_sets, layer_per_fold = (load_benchmark(n) for n in ("splice_folds", "compare_sets", "layer_per_fold"))
+CONFIG = {"upstream": "ge2e", "er": {"profile": "converge"}, "deep_er": {"profile": "converge"}, "pool": {},
+          "seeds": [0], "gan_seeds": [0], "gan": {"configs": {"gan_att": "a.yaml"}, "overrides": {}}}
+
+
+def cell(fold, source, ppc, uar, arch=None, variant=None, labels=None):
+    r = {"fold": fold, "seed": 0, "downstream": "linear", "source": source, "arch": arch, "variant": variant,
+         "ppc": ppc, "balance": "imbalanced" if ppc == "full" else "balanced", "test_uar": uar}
+    if source == "real":
+        r.update(n_train=100 + fold, test_labels=labels or f"0123{fold}")
+    return r
+
+
+def run(folds, layer, uar, sets=("random", "herding"), labels=None, **config):
+    records = []
+    for f in folds:
+        records.append(cell(f, "real", "full", 80.0, labels=labels))
+        records += [cell(f, s, b, uar(f, s, b)) for s in sets for b in (1, 5)]
+        records += [cell(f, "gan", b, uar(f, "gan", b), "gan_att", "div_sml") for b in (1, 5)]
+    return {"records": records, "config": {**CONFIG, **config, "folds": list(folds), "layer": layer}}
+
+
+def write(tmp_path, stem, data):
+    path = tmp_path / f"{stem}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_replaced_fold_takes_the_other_runs_cells_and_kinds_not_in_every_fold_are_dropped(tmp_path):
+    base = write(tmp_path, "base", run([1, 2, 3], 2, lambda f, s, b: 50.0 + f + b))
+    other = write(tmp_path, "other", run([2], 1, lambda f, s, b: 90.0 + b, sets=("random",)))
+    out = tmp_path / "spliced.json"
+    assert splice_folds.main(["--base", str(base), "--fold", f"2={other}", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["spliced"]["layer_per_fold"] == {"1": 2, "2": 1, "3": 2}
+    assert {d["source"] for d in got["spliced"]["dropped_kinds"]} == {"herding"}  # fold 2's run has no herding
+    gan = {(r["fold"], r["ppc"]): r["test_uar"] for r in got["records"] if r["source"] == "gan"}
+    assert gan == {(1, 1): 52.0, (1, 5): 56.0, (2, 1): 91.0, (2, 5): 95.0, (3, 1): 54.0, (3, 5): 58.0}
+    change = got["spliced"]["fold_before_after"]["2"]
+    assert change["linear gan_att-div_sml 1"] == [53.0, 91.0] and "linear herding 1" not in change
+    # the output is a pipeline results.json to compare_sets: fold 2's Δ is the other run's
+    cmp_out = tmp_path / "cmp.json"
+    assert compare_sets.main([f"{out}:gan_att-div_sml", f"{out}:random", "--out", str(cmp_out)]) == 0
+    assert json.loads(cmp_out.read_text())["by_budget"]["1"]["per_fold"]["2"] == [91.0, 91.0]
+
+
+def test_another_fold_or_another_recipe_is_refused(tmp_path):
+    base = write(tmp_path, "base", run([1, 2], 2, lambda f, s, b: 60.0))
+    moved = write(tmp_path, "moved", run([2], 1, lambda f, s, b: 60.0, labels="3210"))
+    with pytest.raises(UserError, match="not the same fold"):
+        splice_folds.main(["--base", str(base), "--fold", f"2={moved}", "--out", str(tmp_path / "o.json")])
+    recipe = write(tmp_path, "recipe", run([2], 1, lambda f, s, b: 60.0, er={"profile": "fixed"}))
+    with pytest.raises(UserError, match="differs from the base run in er"):
+        splice_folds.main(["--base", str(base), "--fold", f"2={recipe}", "--out", str(tmp_path / "o.json")])
+    gan = write(tmp_path, "gan", run([2], 1, lambda f, s, b: 60.0, gan={"configs": {"gan_att": "b.yaml"}, "overrides": {}}))
+    with pytest.raises(UserError, match="differs from the base run in gan.configs.gan_att"):
+        splice_folds.main(["--base", str(base), "--fold", f"2={gan}", "--out", str(tmp_path / "o.json")])
+    other_arch = write(tmp_path, "arch", run([2], 1, lambda f, s, b: 60.0,  # an arch it has no cells of may differ
+                                             gan={"configs": {"gan_att": "a.yaml", "gan_mlp": "m.yaml"}, "overrides": {}}))
+    assert splice_folds.main(["--base", str(base), "--fold", f"2={other_arch}", "--out", str(tmp_path / "o.json")]) == 0
+    with pytest.raises(UserError, match="has no cells of fold 1"):
+        splice_folds.main(["--base", str(base), "--fold", f"1={write(tmp_path, 'f2', run([2], 1, lambda *_: 60.0))}",
+                           "--out", str(tmp_path / "o.json")])
+    with pytest.raises(UserError, match="FOLD=PATH"):
+        splice_folds.main(["--base", str(base), "--fold", "two", "--out", str(tmp_path / "o.json")])
+
+
+def test_each_fold_picks_its_own_best_dev_layer_and_a_tie_goes_to_the_first_name(tmp_path):
+    def row(layer, dev):  # dev: fold -> the dev UAR of its two seeds
+        return {"upstream": "ge2e", "layer": layer,
+                "runs": [{"fold": f, "seed": s, "dev_uar": v, "test_uar": 0.0} for f, vs in dev.items() for s, v in enumerate(vs)]}
+    layers = [row(1, {1: [0.90, 0.92], 2: [0.97, 0.95]}), row(2, {1: [0.93, 0.95], 2: [0.95, 0.95]}),
+              row(0, {1: [0.94, 0.94], 2: [0.10, 0.10]})]
+    src, out = write(tmp_path, "pre", {"layers": layers}), tmp_path / "choice.json"
+    assert layer_per_fold.main([str(src), "--out", str(out)]) == 0
+    folds = json.loads(out.read_text())["folds"]
+    assert (folds["1"]["layer"], folds["2"]["layer"]) == (0, 1)  # fold 1: layers 0 and 2 tie at 94
+    assert folds["2"]["dev_uar"] == pytest.approx(96.0)
+    with pytest.raises(UserError, match="no 'layers' rows"):
+        layer_per_fold.main([str(write(tmp_path, "empty", {"rows": []}))])
