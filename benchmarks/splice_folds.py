@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from compare_sets import pipeline_set  # noqa: E402
 from s3prl_dd.errors import run_main  # noqa: E402
+from s3prl_dd.metrics import mean_std  # noqa: E402
+from s3prl_dd.pipeline.records import per_fold  # noqa: E402
 from s3prl_dd.utils import UserError, atomic_write_json  # noqa: E402
 
 SHARED = ("upstream", "er", "deep_er", "pool", "seeds", "gan_seeds")
@@ -94,49 +97,54 @@ def splice(base: dict, replacements: dict[int, tuple[Path, dict]]) -> dict:
     dropped = sorted({k for ks in kinds_per_fold for k in ks} - common, key=str)
     records = sorted((r for r in records if kind(r) in common), key=lambda r: (r["fold"], str(kind(r))))
     config = {**base["config"], "layer": layers}
-    changed = {str(f): fold_change(base["records"], records, f) for f in sorted(replacements)}
     return {"records": records, "config": config,
             "spliced": {"base": base.get("_path"), "folds": {str(f): str(p) for f, (p, _) in sorted(replacements.items())},
                         "layer_per_fold": {str(f): layers[f] for f in folds},
-                        "dropped_kinds": [dict(zip(KIND, k)) for k in dropped], "fold_before_after": changed},
+                        "dropped_kinds": [dict(zip(KIND, k)) for k in dropped],
+                        "fold_before_after": {str(f): fold_change(base["records"], records, f) for f in replacements},
+                        "fold_before_after_dev": {str(f): fold_change(base["records"], records, f, "dev_uar")
+                                                  for f in replacements},
+                        "replaced_runs": {str(f): replaced_runs(records, f, base, run) for f, (_, run) in replacements.items()}},
             "n_cells": len(records)}
 
 
-def fold_change(before: list[dict], after: list[dict], fold: int) -> dict:
-    """A replaced fold's test UAR per (downstream, set, budget), mean over its seeds: [base run, spliced]."""
-    def means(records):
-        vals: dict[str, list] = {}
-        for r in records:
-            if r["fold"] == fold and (r["balance"] == "balanced" or r["source"] == "real"):
-                vals.setdefault(f"{r['downstream']} {set_name(r)} {r['ppc']}", []).append(r["test_uar"])
-        return {k: statistics.fmean(v) for k, v in vals.items()}
-    old, new = means(before), means(after)
-    return {k: [old[k], new[k]] for k in new if k in old}
+def set_means(records: list[dict], key: str = "test_uar") -> dict[tuple, dict[int, float]]:
+    """(downstream, set, budget) -> fold -> mean of ``key`` over the fold's seeds: full real data and
+    the balanced sets (Table 3's imbalanced sets are another question, as in compare_sets.py)."""
+    sels = {(r["downstream"], pipeline_set(r), r["ppc"]): dict(downstream=r["downstream"], source=r["source"], arch=r["arch"],
+                                                               variant=r["variant"], ppc=r["ppc"], balance=r["balance"])
+            for r in records if r["balance"] == "balanced" or r["source"] == "real"}
+    return {k: per_fold(records, key, **sel) for k, sel in sels.items()}
 
 
-def set_name(r: dict) -> str:
-    if r.get("arch") is None:
-        return r["source"]
-    gan = f"{r['arch']}-{r['variant']}"
-    return gan if r["source"] == "gan" else f"{r['source']}-{gan}"
+def fold_change(before: list[dict], after: list[dict], fold: int, key: str = "test_uar") -> dict:
+    """A replaced fold's ``key`` per "downstream set budget", mean over its seeds: [base run, spliced]."""
+    old, new = set_means(before, key), set_means(after, key)
+    return {" ".join(map(str, k)): [old[k][fold], new[k][fold]] for k in new if fold in new[k] and fold in old.get(k, {})}
+
+
+def replaced_runs(records: list[dict], fold: int, base: dict, run: dict) -> dict:
+    """Did the replaced fold's ER runs stop on their own, and where did its GANs export (quick-eval
+    dev UAR at the exported step, the base run's GAN of the same name beside it)?"""
+    mine = [r for r in records if r["fold"] == fold]
+    old = {g["gan"]: g for g in base.get("gans", [])}
+    return {"er_runs": len(mine), "stopped_by_patience": sum(r["stopped"] == "patience" for r in mine),
+            "max_best_step_fraction": max(r["best_step"] / r["steps"] for r in mine),
+            "gans": {g["gan"]: {"best_dev_uar": [old[g["gan"]]["best_dev_uar"] if g["gan"] in old else None, g["best_dev_uar"]],
+                                "best_step": g["best_step"], "steps": g["steps"], "train_seconds": g["train_seconds"]}
+                     for g in run.get("gans", []) if f"-fold{fold}-" in g["gan"]}}
 
 
 def uar_table(records: list[dict], downstream: str = "linear") -> str:
     """Test UAR, mean ± std over folds of each fold's mean over its seeds (balanced budgets)."""
-    cells: dict[tuple, dict[int, list]] = {}
-    for r in records:
-        if r["downstream"] != downstream or (r["balance"] != "balanced" and r["source"] != "real"):
-            continue
-        cells.setdefault((set_name(r), r["ppc"]), {}).setdefault(r["fold"], []).append(r["test_uar"])
-    budgets = sorted({b for _, b in cells if isinstance(b, int)})
-    names = list(dict.fromkeys(n for n, _ in cells))
+    means = {(name, ppc): v for (ds, name, ppc), v in set_means(records).items() if ds == downstream}
+    budgets = sorted({b for _, b in means if isinstance(b, int)})
+    names = list(dict.fromkeys(n for n, _ in means))
     lines = ["| test UAR % | " + " | ".join(f"{b} ppc" for b in budgets) + " | full |", "|---" * (len(budgets) + 2) + "|"]
     for name in names:
-        row = []
-        for b in [*budgets, "full"]:
-            per_fold = [statistics.fmean(v) for v in cells.get((name, b), {}).values()]
-            row.append(f"{statistics.fmean(per_fold):.1f} ± {statistics.stdev(per_fold):.1f}" if len(per_fold) > 1 else "–")
-        lines.append(f"| {name} | " + " | ".join(row) + " |")
+        cells = [mean_std(list(means[(name, b)].values()), show_n=False) if len(means.get((name, b), {})) > 1 else "–"
+                 for b in [*budgets, "full"]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -160,8 +168,14 @@ def main(argv=None) -> int:
     for ds in sorted({r["downstream"] for r in out["records"]}):
         print(f"\n{ds}, test UAR over the spliced folds\n" + uar_table(out["records"], ds))
     for fold, change in out["spliced"]["fold_before_after"].items():
-        print(f"\nfold {fold}, base run -> spliced (mean over seeds): "
+        print(f"\nfold {fold}, base run -> spliced (test UAR, mean over seeds): "
               + "; ".join(f"{k} {old:.1f} -> {new:.1f}" for k, (old, new) in change.items()))
+        done = out["spliced"]["replaced_runs"][fold]
+        print(f"fold {fold}'s ER runs: {done['stopped_by_patience']} of {done['er_runs']} stopped by dev patience, "
+              f"best step at most {100 * done['max_best_step_fraction']:.0f} % of the run; GANs (quick-eval dev UAR, "
+              "base run -> spliced, exported step): " + "; ".join(
+                  f"{name} {'-' if old is None else f'{100 * old:.1f}'} -> {100 * new:.1f} at {g['best_step']}/{g['steps']}"
+                  for name, g in done["gans"].items() for old, new in [g["best_dev_uar"]]))
     return 0
 
 

@@ -16,9 +16,6 @@ from s3prl_dd.utils import load_yaml, save_yaml
 torch.set_num_threads(1)
 
 
-_load = load_benchmark
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
@@ -27,7 +24,7 @@ def env(tmp_path_factory):
 
 
 def test_profile_phases_sum_to_the_step_and_leave_training_unchanged(env, tmp_path):
-    bench = _load("gan_profile")
+    bench = load_benchmark("gan_profile")
     out = tmp_path / "p.json"
     assert bench.main(["--configs", "gan_mlp_cpu", "--dim", "8", "--steps", "2", "--per-session", "4",
                        "--frames", "8", "-o", "optim.batch_size=8,,optim.n_critic=2", "--out", str(out)]) == 0
@@ -55,7 +52,7 @@ def test_profile_phases_sum_to_the_step_and_leave_training_unchanged(env, tmp_pa
 
 
 def test_lambda_sweep_chooses_best_dev_pair_and_reuses_runs(env, tmp_path, capsys):
-    bench = _load("lambda_sweep")
+    bench = load_benchmark("lambda_sweep")
     cfg = tmp_path / "gan.yaml"
     save_yaml(gan_cfg("gan_mlp", steps=2), cfg)
     out, work = tmp_path / "s.json", tmp_path / "work"
@@ -92,14 +89,14 @@ def test_lambda_sweep_chooses_best_dev_pair_and_reuses_runs(env, tmp_path, capsy
 
 
 def test_lambda_sweep_choice_breaks_ties_to_smaller_lambdas():
-    choose = _load("lambda_sweep").choose
+    choose = load_benchmark("lambda_sweep").choose
     runs = [{"lambda_div": a, "lambda_sml": b, "best_dev_uar": u}
             for a, b, u in [(10, 0, 0.5), (1, 10, 0.6), (1, 1, 0.6), (0, 0, 0.4)]]
     assert (choose(runs)["lambda_div"], choose(runs)["lambda_sml"]) == (1, 1)
 
 
 def test_gan_att_choice_crop_uar_is_seeded_and_scores_every_length(env):
-    bench = _load("gan_att_choice")
+    bench = load_benchmark("gan_att_choice")
     store = env["store"]
     fold = store.fold_names()[0]
     r = bench.crop_uar(store, fold)
@@ -111,7 +108,7 @@ def test_gan_att_choice_crop_uar_is_seeded_and_scores_every_length(env):
 
 
 def test_same_cells_counts_shared_cells_and_names_those_that_differ(tmp_path):
-    same_cells = _load("same_cells")
+    same_cells = load_benchmark("same_cells")
     rec = {"fold": 1, "seed": 0, "downstream": "linear", "source": "random", "arch": None, "variant": None,
            "gan_seed": None, "ppc": 5, "balance": "balanced", "recipe": "r1", "predictions": "0123", "test_uar": 50.0}
     a = [rec, {**rec, "ppc": 20, "predictions": "0000", "test_uar": 25.0}, {**rec, "fold": 2}]
@@ -131,7 +128,7 @@ def _cell(fold, seed, source, uar, **kw):
 
 
 def test_gan_seeds_pools_runs_and_pairs_fold_means_over_every_gan_seed(tmp_path):
-    bench = _load("gan_seeds")
+    bench = load_benchmark("gan_seeds")
     a, b = [], []
     for f in (1, 2, 3):
         for s in (0, 1, 2):
@@ -167,7 +164,7 @@ def test_gan_seeds_pools_runs_and_pairs_fold_means_over_every_gan_seed(tmp_path)
 
 
 def test_lambda_sweep_test_labels_cells_with_the_sweeps_own_arch(tmp_path):
-    bench = _load("lambda_sweep_test")
+    bench = load_benchmark("lambda_sweep_test")
     run = tmp_path / "run"
     run.mkdir()
     save_yaml({"model": {"arch": "gan_att"}}, run / "config.yaml")
@@ -183,7 +180,7 @@ def test_truncation_chooses_psi_on_dev_only_and_runs_test_cells_at_the_choice(en
     from s3prl_dd.protocol import LABELS
     from s3prl_dd.utils import UserError
 
-    bench = _load("truncation")
+    bench = load_benchmark("truncation")
     run = tmp_path / "run"
     torch.manual_seed(0)
     cfg = gan_cfg("gan_mlp")["model"]
@@ -227,7 +224,7 @@ def test_truncation_chooses_psi_on_dev_only_and_runs_test_cells_at_the_choice(en
 
 
 def test_truncation_choice_breaks_ties_to_the_larger_psi():
-    choose = _load("truncation").choose
+    choose = load_benchmark("truncation").choose
     scores = [{"psi": p, "dev_uar": u} for p, u in [(1.0, 60), (1.0, 70), (0.5, 70), (0.5, 60), (0.25, 50)]]
     assert choose(scores) == 1.0
     assert choose(scores + [{"psi": 0.25, "dev_uar": 100}]) == 0.25
@@ -236,7 +233,7 @@ def test_truncation_choice_breaks_ties_to_the_larger_psi():
 def test_a_work_dir_takes_more_folds_of_the_same_generators_but_not_another_generator(tmp_path):
     from s3prl_dd.utils import UserError
 
-    keep = _load("truncation").keep_recipe
+    keep = load_benchmark("truncation").keep_recipe
     keep(tmp_path, {"generators": {"fold4": "a4.pt", "fold5": "a5.pt"}, "store": "s", "er_overrides": None})
     keep(tmp_path, {"generators": {f"fold{f}": f"a{f}.pt" for f in range(1, 6)}, "store": "s", "er_overrides": None})
     recipe = json.loads((tmp_path / "recipe.json").read_text())
@@ -274,7 +271,7 @@ def _finished_sweep(env, tmp_path, run_dir, seed, dev_uar) -> str:
 def test_truncation_takes_a_one_pair_sweep_under_a_runs_cell_recipe(env, tmp_path):
     from s3prl_dd.utils import UserError
 
-    bench = _load("truncation")
+    bench = load_benchmark("truncation")
     run, gan_run = tmp_path / "run", tmp_path / "sweep_gan"
     _finished_gan(env, run / "gans" / "gan_mlp-div_sml-fold1-g0" / "00000-x", 0, 0.5)
     save_yaml({"folds": [1], "name": "the_run"}, run / "config.yaml")
@@ -303,7 +300,7 @@ def test_truncation_takes_a_one_pair_sweep_under_a_runs_cell_recipe(env, tmp_pat
 def test_config_choice_keeps_the_better_dev_gan_per_fold_and_shares_its_test_cells(env, tmp_path):
     from s3prl_dd.utils import UserError
 
-    bench = _load("config_choice")
+    bench = load_benchmark("config_choice")
     gan = functools.partial(_finished_gan, env)
     run = tmp_path / "run"
     gan(run / "gans" / "gan_mlp-div_sml-fold1-g0" / "00000-x", 0, 0.5)
@@ -355,7 +352,7 @@ def test_config_choice_keeps_the_better_dev_gan_per_fold_and_shares_its_test_cel
 def test_config_choice_takes_several_alternatives_their_mean_and_their_baselines(env, tmp_path):
     from s3prl_dd.utils import UserError
 
-    bench = _load("config_choice")
+    bench = load_benchmark("config_choice")
     assert bench.choose({"grid": {1: {"best_dev_uar": 70}}, "alt": {1: {"best_dev_uar": 70}}}, 1) == "grid"
     assert bench.choose({"grid": {1: {"best_dev_uar": 60}}, "alt": {1: {"best_dev_uar": 70}},
                          "alt2": {1: {"best_dev_uar": 70}}}, 1) == "alt"
@@ -404,7 +401,7 @@ def test_config_choice_takes_several_alternatives_their_mean_and_their_baselines
 
 
 def test_config_choice_on_dev_draws_chooses_per_budget_without_test(env, tmp_path):
-    bench = _load("config_choice")
+    bench = load_benchmark("config_choice")
     scores = [{"set": n, "fold": 1, "ppc": b, "dev_uar": u} for n, b, u in
               [("grid", 2, 60), ("grid", 2, 70), ("alt", 2, 80), ("alt", 2, 40), ("grid", 5, 50), ("alt", 5, 60)]]
     assert bench.choose_on_draws(scores, ["grid", "alt"], 1, 2) == "grid"  # 65 vs 60
@@ -435,7 +432,7 @@ def test_config_choice_on_dev_draws_chooses_per_budget_without_test(env, tmp_pat
 
 
 def test_gan_convergence_tells_a_rising_curve_from_a_flat_one(tmp_path):
-    bench = _load("gan_convergence")
+    bench = load_benchmark("gan_convergence")
     steps = list(range(100, 1001, 100))
     rising = [[s, s / 1000] for s in steps]                       # best at the last step
     flat = [[s, 0.8 if s == 300 else 0.7] for s in steps]          # peaked early, then level
@@ -453,7 +450,7 @@ def test_gan_convergence_tells_a_rising_curve_from_a_flat_one(tmp_path):
 
 
 def test_gan_convergence_refuses_a_sweep_without_curves(tmp_path):
-    bench = _load("gan_convergence")
+    bench = load_benchmark("gan_convergence")
     path = tmp_path / "s.json"
     path.write_text(json.dumps({"runs": [{"fold": 1, "steps": 10, "run_dir": "r"}]}))
     with pytest.raises(bench.UserError, match="no dev_curve"):

@@ -14,7 +14,8 @@ CONFIG = {"upstream": "ge2e", "er": {"profile": "converge"}, "deep_er": {"profil
 
 def cell(fold, source, ppc, uar, arch=None, variant=None, labels=None):
     r = {"fold": fold, "seed": 0, "downstream": "linear", "source": source, "arch": arch, "variant": variant,
-         "ppc": ppc, "balance": "imbalanced" if ppc == "full" else "balanced", "test_uar": uar}
+         "ppc": ppc, "balance": "imbalanced" if ppc == "full" else "balanced", "test_uar": uar, "dev_uar": uar - 1,
+         "stopped": "patience", "best_step": 100 * fold, "steps": 400}
     if source == "real":
         r.update(n_train=100 + fold, test_labels=labels or f"0123{fold}")
     return r
@@ -26,7 +27,9 @@ def run(folds, layer, uar, sets=("random", "herding"), labels=None, **config):
         records.append(cell(f, "real", "full", 80.0, labels=labels))
         records += [cell(f, s, b, uar(f, s, b)) for s in sets for b in (1, 5)]
         records += [cell(f, "gan", b, uar(f, "gan", b), "gan_att", "div_sml") for b in (1, 5)]
-    return {"records": records, "config": {**CONFIG, **config, "folds": list(folds), "layer": layer}}
+    gans = [{"gan": f"gan_att-div_sml-fold{f}-g0", "best_dev_uar": layer / 10, "best_step": 250, "steps": 1000,
+             "train_seconds": 1.0} for f in folds]
+    return {"records": records, "gans": gans, "config": {**CONFIG, **config, "folds": list(folds), "layer": layer}}
 
 
 def write(tmp_path, stem, data):
@@ -47,6 +50,11 @@ def test_a_replaced_fold_takes_the_other_runs_cells_and_kinds_not_in_every_fold_
     assert gan == {(1, 1): 52.0, (1, 5): 56.0, (2, 1): 91.0, (2, 5): 95.0, (3, 1): 54.0, (3, 5): 58.0}
     change = got["spliced"]["fold_before_after"]["2"]
     assert change["linear gan_att-div_sml 1"] == [53.0, 91.0] and "linear herding 1" not in change
+    assert got["spliced"]["fold_before_after_dev"]["2"]["linear gan_att-div_sml 1"] == [52.0, 90.0]
+    done = got["spliced"]["replaced_runs"]["2"]  # fold 2's own runs: their convergence and GAN exports
+    assert (done["er_runs"], done["stopped_by_patience"], done["max_best_step_fraction"]) == (5, 5, 0.5)
+    assert done["gans"] == {"gan_att-div_sml-fold2-g0": {"best_dev_uar": [0.2, 0.1], "best_step": 250, "steps": 1000,
+                                                         "train_seconds": 1.0}}
     # the output is a pipeline results.json to compare_sets: fold 2's Δ is the other run's
     cmp_out = tmp_path / "cmp.json"
     assert compare_sets.main([f"{out}:gan_att-div_sml", f"{out}:random", "--out", str(cmp_out)]) == 0
@@ -78,12 +86,13 @@ def test_each_fold_picks_its_own_best_dev_layer_and_a_tie_goes_to_the_first_name
     def row(layer, dev):  # dev: fold -> the dev UAR of its two seeds
         return {"upstream": "ge2e", "layer": layer,
                 "runs": [{"fold": f, "seed": s, "dev_uar": v, "test_uar": 0.0} for f, vs in dev.items() for s, v in enumerate(vs)]}
-    layers = [row(1, {1: [0.90, 0.92], 2: [0.97, 0.95]}), row(2, {1: [0.93, 0.95], 2: [0.95, 0.95]}),
-              row(0, {1: [0.94, 0.94], 2: [0.10, 0.10]})]
+    # binary fractions, so that fold 1's tie (layers 0 and 2 at 93.75) is exact in floating point
+    layers = [row(1, {1: [0.875, 0.9375], 2: [0.96875, 0.95]}), row(2, {1: [0.9375, 0.9375], 2: [0.9375, 0.9375]}),
+              row(0, {1: [0.9375, 0.9375], 2: [0.125, 0.125]})]
     src, out = write(tmp_path, "pre", {"layers": layers}), tmp_path / "choice.json"
     assert layer_per_fold.main([str(src), "--out", str(out)]) == 0
     folds = json.loads(out.read_text())["folds"]
-    assert (folds["1"]["layer"], folds["2"]["layer"]) == (0, 1)  # fold 1: layers 0 and 2 tie at 94
-    assert folds["2"]["dev_uar"] == pytest.approx(96.0)
+    assert (folds["1"]["layer"], folds["2"]["layer"]) == (0, 1)  # fold 1: layers 0 and 2 tie at 93.75
+    assert folds["2"]["dev_uar"] == pytest.approx(95.9375)
     with pytest.raises(UserError, match="no 'layers' rows"):
         layer_per_fold.main([str(write(tmp_path, "empty", {"rows": []}))])
