@@ -96,3 +96,68 @@ def test_each_fold_picks_its_own_best_dev_layer_and_a_tie_goes_to_the_first_name
     assert folds["2"]["dev_uar"] == pytest.approx(95.9375)
     with pytest.raises(UserError, match="no 'layers' rows"):
         layer_per_fold.main([str(write(tmp_path, "empty", {"rows": []}))])
+
+
+# config_choice.py JSONs: GANs of lambda_sweep.py tested under a pipeline run's recipe
+def sweep(tmp_path, stem, **recipe):
+    data = {"config": "g.yaml", "override": "train.steps=4", "lambda_div": [1.0], "lambda_sml": [1.0],
+            "pool_profile": "converge", "pool_overrides": "", "runs": [], **recipe}
+    return str(write(tmp_path, stem, data))
+
+
+def choice_json(folds, run_name, uar, alt, dev=80.0, labels=None):
+    records = []
+    for f in folds:
+        records.append({**cell(f, "real", "full", 80.0, labels=labels), "set": "real"})
+        records += [{"fold": f, "seed": 0, "set": s, "ppc": b, "test_uar": uar(f, s, b), "stopped": "patience",
+                     "best_step": 2, "steps": 8} for s in ("random", "grid", "alt", "chosen") for b in (1, 5)]
+
+    def gans(d):
+        return {str(f): {"generator": "g.pt", "best_dev_uar": d, "best_step": 3, "steps": 4, "train_seconds": 1.0} for f in folds}
+    return {"run": f"runs/{run_name}", "gan": "gan_att-div_sml-g0", "alt": alt, "downstream": "linear", "folds": list(folds),
+            "budgets": [1, 5], "seeds": [0], "grid_gans": gans(70.0), "alt_gans": gans(dev),
+            "choice": {f"fold{f}": "alt" for f in folds}, "summary": {}, "dev_means": {}, "records": records}
+
+
+def test_a_config_choice_json_is_spliced_with_its_runs_and_sweeps_checked(tmp_path):
+    runs = [write(tmp_path, "run_l2", run([1, 2, 3], 2, lambda *_: 0.0, name="r_l2")),
+            write(tmp_path, "run_l1", run([2], 1, lambda *_: 0.0, name="r_l1"))]
+    base = write(tmp_path, "base", choice_json([1, 2, 3], "r_l2", lambda f, s, b: 50.0 + f + b, sweep(tmp_path, "s2")))
+    other = choice_json([2], "r_l1", lambda f, s, b: 90.0 + b, sweep(tmp_path, "s1"), dev=85.0)
+    other["choice"]["fold2"] = "grid"
+    out = tmp_path / "spliced.json"
+    args = ["--base", str(base), "--fold", f"2={write(tmp_path, 'other', other)}", "--out", str(out)]
+    assert splice_folds.main([*args, "--run-results", ",".join(map(str, runs))]) == 0
+    got = json.loads(out.read_text())
+    assert got["spliced"]["layer_per_fold"] == {"1": 2, "2": 1, "3": 2}
+    assert got["choice"] == {"fold1": "alt", "fold2": "grid", "fold3": "alt"}
+    assert got["alt_gans"]["2"]["best_dev_uar"] == 85.0 and got["alt_gans"]["1"]["best_dev_uar"] == 80.0
+    assert got["dev_means"]["grid"] == 70.0 and got["dev_means"]["alt"] == pytest.approx((80 + 85 + 80) / 3)
+    assert got["summary"]["by_budget"]["1"]["sets"]["alt"]["mean"] == pytest.approx((52 + 91 + 54) / 3)
+    assert got["spliced"]["fold_before_after"]["2"]["alt 5"] == [57.0, 95.0]
+    assert got["spliced"]["replaced_runs"]["2"]["gans"]["alt"]["best_dev_uar"] == [80.0, 85.0]
+    cmp_out = tmp_path / "cmp.json"  # and compare_sets reads it, fold 2 from the other JSON
+    assert compare_sets.main([f"{out}:alt", f"{out}:random", "--out", str(cmp_out)]) == 0
+    assert json.loads(cmp_out.read_text())["by_budget"]["5"]["per_fold"]["2"] == [95.0, 95.0]
+    with pytest.raises(UserError, match="give that run's results.json with --run-results"):
+        splice_folds.main([*args, "--run-results", str(runs[0])])
+    with pytest.raises(UserError, match="not the same kind"):
+        splice_folds.main(["--base", str(base), "--fold", f"2={runs[1]}", "--out", str(out), "--run-results", str(runs[0])])
+
+
+def test_a_config_choice_json_of_another_recipe_or_fold_is_refused(tmp_path):
+    runs = ",".join(str(write(tmp_path, n, run(f, l, lambda *_: 0.0, name=n))) for n, f, l in (("a", [1, 2], 2), ("b", [2], 1)))
+    base = write(tmp_path, "base", choice_json([1, 2], "a", lambda *_: 60.0, sweep(tmp_path, "s")))
+
+    def refused(other, match):
+        with pytest.raises(UserError, match=match):
+            splice_folds.main(["--base", str(base), "--fold", f"2={write(tmp_path, 'o', other)}",
+                               "--out", str(tmp_path / "o.json"), "--run-results", runs])
+    refused(choice_json([2], "b", lambda *_: 60.0, sweep(tmp_path, "t", override="train.steps=8")), "alt sweeps")
+    refused(choice_json([2], "b", lambda *_: 60.0, sweep(tmp_path, "t"), labels="3210"), "not the same fold")
+    refused({**choice_json([2], "b", lambda *_: 60.0, sweep(tmp_path, "t")), "budgets": [1]}, "budgets")
+    refused(choice_json([2], "b", lambda *_: 60.0, str(tmp_path / "gone.json")), "sweep .* is missing")
+    other_er = str(write(tmp_path, "c", run([2], 1, lambda *_: 0.0, name="c", er={"profile": "fixed"})))
+    with pytest.raises(UserError, match="differs from the base run in er"):
+        splice_folds.main(["--base", str(base), "--fold", f"2={write(tmp_path, 'o', choice_json([2], 'c', lambda *_: 60.0, sweep(tmp_path, 't')))}",
+                           "--out", str(tmp_path / "o.json"), "--run-results", f"{runs},{other_er}"])
