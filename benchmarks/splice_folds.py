@@ -22,7 +22,7 @@ that the layers and the run settings can be read and checked without the run dir
     python benchmarks/splice_folds.py --base benchmarks/results/gan_att_long4k_3seeds_test.json \
         --fold 2=benchmarks/results/fold2_layer1/gan_att_long4k_3seeds_test.json \
         --run-results results/emodb_deep_distilled/results.json,results/fold2_layer1/emodb_deep_distilled/results.json \
-        --out benchmarks/results/layer_per_fold/gan_att_long4k_3seeds_test.json
+        --out results/layer_per_fold/gan_att_long4k_3seeds_test.json
 
 There the replaced fold must also share the base's GAN recipes (each alternative's and
 Baseline's ``lambda_sweep.py`` JSON: config, overrides, λ5, λ6, teacher pool), sets, budgets and
