@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from compare_sets import pipeline_set  # noqa: E402
+from lambda_sweep_test import fold_means, summarize  # noqa: E402
 from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.metrics import mean_std  # noqa: E402
 from s3prl_dd.pipeline.records import per_fold  # noqa: E402
@@ -72,7 +73,7 @@ def parse_fold(text: str) -> tuple[int, Path]:
 def load_run(path: Path, tests: bool = False) -> dict:
     """A pipeline run's results.json, or (``tests``) also a config_choice.py test-result JSON."""
     if not path.is_file():
-        raise UserError(f"no results.json at {path}")
+        raise UserError(f"no {'JSON' if tests else 'results.json'} at {path}")
     result = json.loads(path.read_text())
     if isinstance(result, dict) and {"records", "config"} <= set(result):
         return result
@@ -157,13 +158,17 @@ def fold_change(before: list[dict], after: list[dict], fold: int, key: str = "te
 def replaced_runs(records: list[dict], fold: int, base: dict, run: dict) -> dict:
     """Did the replaced fold's ER runs stop on their own, and where did its GANs export (quick-eval
     dev UAR at the exported step, the base run's GAN of the same name beside it)?"""
-    mine = [r for r in records if r["fold"] == fold]
     old = {g["gan"]: g for g in base.get("gans", [])}
-    return {"er_runs": len(mine), "stopped_by_patience": sum(r["stopped"] == "patience" for r in mine),
-            "max_best_step_fraction": max(r["best_step"] / r["steps"] for r in mine),
+    return {**er_convergence([r for r in records if r["fold"] == fold]),
             "gans": {g["gan"]: {"best_dev_uar": [old[g["gan"]]["best_dev_uar"] if g["gan"] in old else None, g["best_dev_uar"]],
                                 "best_step": g["best_step"], "steps": g["steps"], "train_seconds": g["train_seconds"]}
                      for g in run.get("gans", []) if f"-fold{fold}-" in g["gan"]}}
+
+
+def er_convergence(runs: list[dict]) -> dict:
+    """How many ER runs stopped on their own (dev patience), and their latest best step."""
+    return {"er_runs": len(runs), "stopped_by_patience": sum(r["stopped"] == "patience" for r in runs),
+            "max_best_step_fraction": max(r["best_step"] / r["steps"] for r in runs)}
 
 
 def uar_table(records: list[dict], downstream: str = "linear") -> str:
@@ -240,7 +245,6 @@ def splice_tests(base: dict, replacements: dict[int, tuple[Path, dict]], runs: d
 def summarised(result: dict, records: list[dict]) -> dict:
     """config_choice.py's dev means and summary, recomputed over the spliced folds."""
     from config_choice import sets_and_comparisons  # torch and the trainers: only for this kind of JSON
-    from lambda_sweep_test import summarize
 
     names = [k[:-5] for k in result if k.startswith("alt") and k.endswith("_gans")]
     bases = [k[:-5] for k in result if k.startswith("baseline") and k.endswith("_gans")]
@@ -252,21 +256,15 @@ def summarised(result: dict, records: list[dict]) -> dict:
 
 def set_change(before: list[dict], after: list[dict], fold: int) -> dict:
     """A replaced fold's test UAR per "set budget", mean over its downstream seeds: [base, spliced]."""
-    def means(records):
-        vals: dict = {}
-        for r in records:
-            if r["fold"] == fold:
-                vals.setdefault(f"{r['set']} {r['ppc']}", []).append(r["test_uar"])
-        return {k: sum(v) / len(v) for k, v in vals.items()}
-    old, new = means(before), means(after)
-    return {k: [old[k], new[k]] for k in new if k in old}
+    kinds = dict.fromkeys((r["set"], r["ppc"]) for r in after if r["fold"] == fold)
+    pairs = {f"{n} {b}": [fold_means(before, n, b).get(fold), fold_means(after, n, b)[fold]] for n, b in kinds}
+    return {k: v for k, v in pairs.items() if v[0] is not None}
 
 
 def tested_runs(base: dict, spliced: dict, records: list[dict], fold: int) -> dict:
     """The replaced fold's ER convergence and its GANs' exports (dev UAR: base, spliced)."""
     runs = [r for r in records if r["fold"] == fold and "stopped" in r]  # alt_mean rows are averages, not runs
-    return {"er_runs": len(runs), "stopped_by_patience": sum(r["stopped"] == "patience" for r in runs),
-            "max_best_step_fraction": max(r["best_step"] / r["steps"] for r in runs),
+    return {**er_convergence(runs),
             "gans": {k[:-5]: {"best_dev_uar": [base[k][str(fold)]["best_dev_uar"], g["best_dev_uar"]],
                               **{x: g[x] for x in ("best_step", "steps", "train_seconds")}}
                      for k in base if k.endswith("_gans") for g in [spliced[k][str(fold)]]}}
@@ -313,6 +311,7 @@ def print_spliced(out: dict, tests: bool) -> None:
     else:
         for ds in sorted({r["downstream"] for r in out["records"]}):
             print(f"\n{ds}, test UAR over the spliced folds\n" + uar_table(out["records"], ds))
+    scale = 1 if tests else 100  # config_choice.py keeps dev UAR in %, the pipeline as a fraction
     for fold, change in out["spliced"]["fold_before_after"].items():
         print(f"\nfold {fold}, base -> spliced (test UAR, mean over seeds): "
               + "; ".join(f"{k} {old:.1f} -> {new:.1f}" for k, (old, new) in change.items()))
@@ -321,8 +320,7 @@ def print_spliced(out: dict, tests: bool) -> None:
               f"best step at most {100 * done['max_best_step_fraction']:.0f} % of the run; GANs (quick-eval dev UAR, "
               "base -> spliced, exported step): " + "; ".join(
                   f"{name} {'-' if old is None else f'{scale * old:.1f}'} -> {scale * new:.1f} at {g['best_step']}/{g['steps']}"
-                  for name, g in done["gans"].items() for old, new in [g["best_dev_uar"]]
-                  for scale in [1 if tests else 100]))  # config_choice.py keeps dev UAR in %
+                  for name, g in done["gans"].items() for old, new in [g["best_dev_uar"]]))
 
 
 if __name__ == "__main__":
