@@ -21,6 +21,7 @@ from ..features.store import FeatureStore
 from ..gan.sampler import budget
 from ..protocol import LABELS
 from .config import DOWNSTREAMS, REAL_SOURCES, VARIANTS, for_downstream, gan_key, gan_seed_for, variants_for
+from .layers import fold_layer
 
 GAN_SOURCES = {"gan", "gan_latent", "gan_herding"}
 
@@ -35,7 +36,7 @@ def cell_recipe(cell: dict, cfg: dict) -> str:
     recipe of its downstream, its source's distillation options, its GAN's config. A rerun
     recomputes a cell whose recipe changed (a protocol change) and keeps every other one."""
     ds = cell["downstream"]
-    parts = {"upstream": cfg["upstream"], "layer": cfg["layer"], "er": cfg["er" if ds == "linear" else "deep_er"],
+    parts = {"upstream": cfg["upstream"], "layer": fold_layer(cfg, cell["fold"]), "er": cfg["er" if ds == "linear" else "deep_er"],
              "distill": for_downstream(cfg, ds)["distill"].get(cell["source"])}
     if cell["arch"]:
         parts["gan"] = [cfg["gan"]["configs"][cell["arch"]], cfg["gan"]["overrides"].get(cell["arch"])]
@@ -148,10 +149,16 @@ def training_set(cell: dict, ctx: dict, store: FeatureStore, pooled: bool) -> ER
 _open_store = functools.lru_cache(maxsize=2)(FeatureStore.open)
 
 
+def store_of(ctx: dict, fold) -> str:
+    """The store path of ``fold`` in a context: per fold in the pipeline's, one for all in the
+    contexts benchmarks build (``{"store": ...}``)."""
+    return ctx["stores"][int(fold)] if ctx.get("stores") else ctx["store"]
+
+
 def run_cell(cell: dict, ctx: dict) -> dict:
     """Train the downstream on the cell's set; dev selects, test scores (real data)."""
     torch.set_num_threads(1)
-    store = _open_store(ctx["store"])
+    store = _open_store(store_of(ctx, cell["fold"]))
     fold = f"fold{cell['fold']}"
     er = ctx["cfg"]["er" if cell["downstream"] == "linear" else "deep_er"]
     cfg = er_config(profile=er.get("profile"), overrides=er.get("overrides"))

@@ -13,7 +13,8 @@ DEFAULTS = {
     "name": "pipeline",
     "corpus": {"type": "builtin", "n_per_speaker": 40, "seed": 0},
     "upstream": "fbank_no_cmvn",
-    "layer": -1,
+    "layer": -1,                        # a hidden-state index; {fold: index}; or dev (per fold, on its
+    "layer_candidates": None,           # own dev split, among these indices): pipeline/layers.py
     "device": None,                     # None: cuda if available, else cpu
     "workers": 1,                       # parallel processes for GAN training and ER cells
     "folds": [1],
@@ -122,7 +123,10 @@ def _check_shapes(cfg: dict) -> None:
 
 
 def validate(cfg: dict) -> None:
+    from .layers import check_layer
+
     _check_shapes(cfg)
+    check_layer(cfg)
     for v in [v for a in cfg["gan"]["archs"] for v in variants_for(cfg, a)]:
         if v not in VARIANTS:
             raise UserError(f"gan.variants: unknown variant '{v}' (choose from {list(VARIANTS)})")

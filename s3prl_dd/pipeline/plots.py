@@ -14,6 +14,7 @@ from ..gan.checkpoint import load_generator  # noqa: E402
 from ..gan.sampler import generate_class  # noqa: E402
 from ..protocol import LABELS  # noqa: E402
 from .config import for_downstream, gan_key, variants_for  # noqa: E402
+from .layers import store_dir  # noqa: E402
 from .records import match, methods, per_fold  # noqa: E402
 
 
@@ -54,7 +55,7 @@ def _projection(run: Path, cfg: dict) -> str | None:
     gens = sorted((run / "gans").glob(f"{key}/*/generator.pt"))
     if not gens:
         return None
-    store = FeatureStore.open(run / "store")
+    store = FeatureStore.open(store_dir(run, cfg, cfg["folds"][0]))
     fold = f"fold{cfg['folds'][0]}"
     idx = store.split(fold, "train")
     mean, std = store.stats(fold)

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from ..utils import UserError, atomic_write_json, atomic_write_text
-from .cells import cell_key, run_cell
+from .cells import cell_key, run_cell, store_of
 from .config import VARIANTS, gan_key, gan_seed_for, variants_for
 
 # Table 4's GAN rows and the loss variant each one is
@@ -97,7 +97,7 @@ def privacy_stage(cfg: dict, ctx: dict, force: bool = False) -> dict | None:
     er_models = {row: str(ensure_cell_model(c, ctx)) for row, c in cells.items()}
     gens = {row: ctx["generators"][gan_key(c["arch"], c["variant"], c["fold"], c["gan_seed"])]
             for row, c in cells.items() if c["source"] == "gan"}
-    block = probe_run(ctx["store"], f"fold{p['fold']}", er_models, gens, seeds=p["seeds"], out_dir=None,
+    block = probe_run(store_of(ctx, p["fold"]), f"fold{p['fold']}", er_models, gens, seeds=p["seeds"], out_dir=None,
                       cfg=p.get("speaker") or None, memo=p.get("memo") or None, device=ctx["device"])
     block["pipeline_probe"] = p
     block["cells"] = {row: cell_key(c) for row, c in cells.items()}

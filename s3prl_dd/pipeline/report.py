@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import metrics
 from ..utils import atomic_write_json, atomic_write_text
 from .config import for_downstream, gan_key, variants_for
+from .layers import CHOICE_FILE, store_dir
 from .records import ROW_NAMES, collect, match, methods, paired_folds, per_fold
 
 ALPHA = 0.05
@@ -62,7 +63,8 @@ def _storage(run: Path, cfg: dict) -> dict:
     corpus = json.loads((run / "corpus" / "corpus.json").read_text())
     root = Path(corpus["root"])
     audio = sum((root / m["path"]).stat().st_size for m in _all_meta(corpus))
-    store = sum(p.stat().st_size for p in (run / "store").glob("shard-*.npy"))
+    # one layer's store: a generator replaces the features of one fold, whatever its layer
+    store = sum(p.stat().st_size for p in store_dir(run, cfg, cfg["folds"][0]).glob("shard-*.npy"))
     gens = {}
     wanted = {gan_key(a, v, f, gs) for a in cfg["gan"]["archs"] for v in variants_for(cfg, a) for f in cfg["folds"]
               for gs in cfg["gan_seeds"]}
@@ -213,6 +215,16 @@ def _convergence(records, ds) -> list[str]:
     return lines
 
 
+def _layer_table(choice: dict) -> list[str]:
+    """Dev UAR of full real data per fold and candidate layer (layer: dev); test is not shown."""
+    cands = choice["settings"]["candidates"]
+    rows = ["| fold | " + " | ".join(f"layer {c} dev UAR" for c in cands) + " | chosen |",
+            "|---" * (len(cands) + 2) + "|"]
+    for fold, row in choice["dev_uar"].items():
+        rows.append(f"| {fold} | " + " | ".join(f"{row[str(c)]:.1f}" for c in cands) + f" | {choice['chosen'][fold]} |")
+    return rows
+
+
 def write_report(run: Path, cfg: dict, cells: list[dict]) -> dict:
     records = collect(run, cells)
     storage = _storage(run, cfg) if (run / "corpus" / "corpus.json").is_file() else {}
@@ -222,14 +234,18 @@ def write_report(run: Path, cfg: dict, cells: list[dict]) -> dict:
     probe = run / "sid_probe.json"
     if probe.is_file():
         results["sid_probe"] = json.loads(probe.read_text())["sid_probe"]
+    if (run / CHOICE_FILE).is_file() and cfg.get("layer_candidates"):
+        results["layer_choice"] = json.loads((run / CHOICE_FILE).read_text())
 
     seeds = f"{len(cfg['seeds'])} downstream seed(s)"
     md = [f"# s3prl-dd report: {cfg['name']}", "",
-          f"Corpus {cfg['corpus']}, upstream `{cfg['upstream']}`, folds {cfg['folds']}, seeds {cfg['seeds']}, "
+          f"Corpus {cfg['corpus']}, upstream `{cfg['upstream']}` layer {cfg['layer']}, folds {cfg['folds']}, seeds {cfg['seeds']}, "
           f"GAN seeds {cfg['gan_seeds']} (downstream seed i uses GAN seed i). Every cell: test UAR %, mean ± std "
           f"over folds (n = folds) of each fold's mean over {seeds}; every model selected on its fold's dev split "
           f"only. Comparisons are paired over folds (the independent unit): mean Δ [95 % t-interval], paired "
           f"t-test p; * / † / ‡ = p < {ALPHA}. {len(records)}/{len(cells)} cells complete.", ""]
+    if "layer_choice" in results:
+        md += ["## The layer of each fold, chosen on its own dev split", "", *_layer_table(results["layer_choice"]), ""]
     if storage:
         md += ["## Table 1: storage", "", "| Artifact | bytes | reduction vs audio | reduction vs features |", "|---|---|---|---|",
                f"| audio | {storage['audio_bytes']} | - | - |", f"| feature store | {storage['store_bytes']} | - | - |"]

@@ -23,6 +23,7 @@ from ..utils import UserError, atomic_write_json, atomic_write_text, config_path
 from ..workers import init_worker
 from .cells import GAN_SOURCES, cell_key, enumerate_cells, is_done, run_cell
 from .config import gan_key, load_pipeline_config, variant_overrides, variants_for
+from .layers import fold_layer, fold_stores, per_fold, resolve_layers
 
 
 def _device(cfg) -> str:
@@ -72,42 +73,56 @@ def _pool_map(fn, jobs: list, workers: int, desc: str, position: int = 1):
     bar.close()
 
 
-def _stage_store(cfg, run: Path, device: str) -> Path:
-    from ..corpus import build_corpus
+def _ensure_store(cfg, store: Path, layer: int, device: str) -> None:
+    """Extract ``layer`` of the upstream into ``store``, or check that the finished store there
+    holds it: a changed upstream, layer or corpus would otherwise be reported under the new name."""
     from ..features.extract import extract
 
-    build_corpus(cfg["corpus"], run / "corpus")
-    store = run / "store"
     if (store / "index.json").is_file():
-        # a finished store is reused only when it is what this config asks for: a changed
-        # upstream, layer or corpus would otherwise be reported under the new name
         from ..features.extract import check_existing, corpus_fingerprint, read_corpus
         from ..features.upstream import representation_from
 
-        _, items, folds, _ = read_corpus(run / "corpus")
-        check_existing(store, cfg["upstream"], representation_from(cfg["layer"]), corpus_fingerprint(items, folds),
-                       run / "corpus", remedy=f"this run directory was made with another config: use a new --out, "
-                                              f"or delete {store} (and what was built on it)")
+        _, items, folds, _ = read_corpus(store.parent / "corpus")
+        check_existing(store, cfg["upstream"], representation_from(layer), corpus_fingerprint(items, folds),
+                       store.parent / "corpus",
+                       remedy=f"this run directory was made with another config: use a new --out, "
+                              f"or delete {store} (and what was built on it)")
     else:
-        extract(run / "corpus", store, upstream=cfg["upstream"], layer=cfg["layer"], device=device)
-    return store
+        extract(store.parent / "corpus", store, upstream=cfg["upstream"], layer=layer, device=device)
 
 
-def _stage_pools(cfg, run: Path, store_path: Path, device: str) -> dict:
+def _stage_corpus(cfg, run: Path) -> None:
+    from ..corpus import build_corpus
+
+    build_corpus(cfg["corpus"], run / "corpus")
+
+
+def _stage_stores(cfg, run: Path, device: str) -> dict[int, Path]:
+    """fold -> its feature store (one store per distinct layer)."""
+    _stage_corpus(cfg, run)
+    stores, made = fold_stores(run, cfg), set()
+    for fold, store in stores.items():
+        if store not in made:
+            _ensure_store(cfg, store, fold_layer(cfg, fold), device)
+            made.add(store)
+    return stores
+
+
+def _stage_pools(cfg, run: Path, stores: dict, device: str) -> dict:
     from ..er.pool import build_pool
     from ..er.train import er_config
     from ..features.store import FeatureStore
 
     if not any("sml" in v for a in cfg["gan"]["archs"] for v in variants_for(cfg, a)) and "gan_latent" not in cfg["sources"]:
         return {}
-    store, pools = FeatureStore.open(store_path), {}
+    pools = {}
     er = cfg["er"]
     pool_cfg = er_config(profile=er.get("profile"), overrides=er.get("overrides"))
     from ..utils import apply_overrides
 
     pool_cfg = apply_overrides(pool_cfg, cfg["pool"].get("overrides"))
     for fold in tqdm(cfg["folds"], desc="teacher pools", position=1, leave=False):
-        pools[f"fold{fold}"] = str(build_pool(store, f"fold{fold}", pool_cfg, run / "pool" / f"fold{fold}",
+        pools[f"fold{fold}"] = str(build_pool(FeatureStore.open(stores[fold]), f"fold{fold}", pool_cfg, run / "pool" / f"fold{fold}",
                                               device=device, progress=False))
     return pools
 
@@ -141,11 +156,11 @@ def _gan_job(arch, variant, fold, gan_seed, cfg, store, pool, out, device):
     return r["generator"]
 
 
-def _stage_gans(cfg, run: Path, store: Path, pools: dict, device: str) -> dict:
+def _stage_gans(cfg, run: Path, stores: dict, pools: dict, device: str) -> dict:
     needs = set(cfg["sources"]) & GAN_SOURCES
     if not needs:
         return {}
-    jobs = [(a, v, f, gs, cfg, str(store), pools.get(f"fold{f}") if "sml" in v else None,
+    jobs = [(a, v, f, gs, cfg, str(stores[f]), pools.get(f"fold{f}") if "sml" in v else None,
              str(run / "gans" / gan_key(a, v, f, gs)), device)
             for f in cfg["folds"] for gs in cfg["gan_seeds"] for a in cfg["gan"]["archs"] for v in variants_for(cfg, a)]
     return {gan_key(a, v, f, gs): g for (a, v, f, gs, *_), g in _pool_map(_gan_job, jobs, cfg["workers"], "GANs")}
@@ -154,11 +169,13 @@ def _stage_gans(cfg, run: Path, store: Path, pools: dict, device: str) -> dict:
 def build_context(cfg: dict, run: Path) -> dict:
     """What cells need, from the stages (each reuses its output when present)."""
     device = _device(cfg)
-    store = _stage_store(cfg, run, device)
-    pools = _stage_pools(cfg, run, store, device)
-    generators = _stage_gans(cfg, run, store, pools, device)
-    return {"cfg": cfg, "store": str(store), "pools": pools, "generators": generators, "device": device,
-            "run": str(run)}
+    stores = _stage_stores(cfg, run, device)
+    pools = _stage_pools(cfg, run, stores, device)
+    generators = _stage_gans(cfg, run, stores, pools, device)
+    # "store" stays for single-layer runs: benchmarks build contexts with that key alone
+    return {"cfg": cfg, "store": None if per_fold(cfg) else str(stores[cfg["folds"][0]]),
+            "stores": {f: str(p) for f, p in stores.items()}, "pools": pools, "generators": generators,
+            "device": device, "run": str(run)}
 
 
 def failed_cells(run: str | Path) -> list[str]:
@@ -206,6 +223,10 @@ def _check_same_features(cfg: dict, run: Path) -> None:
 
 
 def _run_locked(cfg: dict, run: Path, report: bool) -> Path:
+    if cfg["layer"] == "dev":
+        _stage_corpus(cfg, run)
+        device = _device(cfg)
+        cfg = resolve_layers(cfg, run, lambda c, store, layer: _ensure_store(c, store, layer, device), device)
     _check_same_features(cfg, run)
     saved = run / "config.yaml"
     if saved.is_file() and load_yaml(saved) != cfg:
