@@ -89,6 +89,24 @@ def test_run_layout_export_and_load(env, tmp_path):
     assert torch.allclose(g(y, e), expect) and g(y, e).shape == (4, 8, 8)
 
 
+def test_gan_mlp_may_standardise_its_means_with_their_own_statistics(env, tmp_path):
+    """train.standardize=means: GAN-MLP's utterance means get unit scale per dimension (with
+    frame statistics their spread is the layer's between-utterance share), and the exported
+    generator de-standardises with those statistics, so its samples stay raw features."""
+    store, model = env["store"], gan_cfg("gan_mlp")["model"]
+    frames = RealData(store, "fold1", model, "cpu")
+    means = RealData(store, "fold1", model, "cpu", standardize="means")
+    assert torch.allclose(means.items.std(0).squeeze(), torch.ones(8), atol=1e-4)
+    assert torch.allclose(frames.destandardize(frames.items), means.destandardize(means.items), atol=1e-4)
+    assert not torch.allclose(frames.items.std(0).squeeze(), torch.ones(8), atol=0.1)
+    r = _train(env, tmp_path, gan_cfg("gan_mlp", steps=2, standardize="means"))
+    g = ck.load_generator(Path(r["run_dir"]) / "generator.pt")
+    y, e = torch.tensor([0, 1, 2, 3]), torch.randn(4, g.noise_dim)
+    assert torch.allclose(g(y, e), g.generator.generate(y, e) * means.std + means.mean, atol=1e-5)
+    with pytest.raises(UserError, match="means for gan_mlp"):
+        RealData(store, "fold1", gan_cfg("gan_att")["model"], "cpu", standardize="means")
+
+
 def test_nan_guard_names_step_and_term(env, tmp_path, monkeypatch):
     monkeypatch.setattr(losses, "diversity_loss", lambda *a, **k: torch.tensor(float("nan")))
     with pytest.raises(UserError, match=r"step 1: loss term 'generator/div' is nan"):

@@ -18,7 +18,10 @@ DEFAULTS = {
              "lambda_cls_fake_critic": None},  # None: λ3, as Eq. 4
     "train": {"steps": 10000, "eval_every": 1000, "save_every": 1000, "log_every": 50,
               "keep_last": 3, "seed": 0, "real_fit": "tile", "device": None, "bf16": False,
-              "ema_decay": None},  # None: no EMA generator; e.g. 0.999 (s3prl_dd.gan.ema)
+              "ema_decay": None,  # None: no EMA generator; e.g. 0.999 (s3prl_dd.gan.ema)
+              # GAN space = features standardised with the fold's train frame statistics; gan_mlp
+              # may take its utterance means' own (s3prl_dd.gan.realdata)
+              "standardize": "frames"},
     # Quick evaluation: a balanced sample of `ppc` per class trains the SUPERB ER model (the ER
     # profile, then `er_overrides`) and is scored on the fold's real DEV split; test is never read.
     "eval": {"ppc": 20, "repeats": 3, "er_profile": "fast", "er_overrides": "selection.metric='uar'"},

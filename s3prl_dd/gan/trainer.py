@@ -69,7 +69,7 @@ class GANTrainer:
         self.lr_schedule = LRSchedule.from_config(cfg, [self.opt_g, self.opt_d])
         decay = tr["ema_decay"]
         self.ema = GeneratorEMA(self.G, float(decay)) if decay is not None else None
-        self.data = RealData(store, fold, cfg["model"], device, tr["real_fit"])
+        self.data = RealData(store, fold, cfg["model"], device, tr["real_fit"], tr["standardize"])
         self.stream = ShardedStream(len(self.data), self.seed, rank, world)
         self.pool = pool
         self.step, self.best = 0, {"score": None, "step": None}
@@ -241,7 +241,7 @@ class GANTrainer:
         info = {"representation": s.representation, "dim": s.dim, "upstream": s.meta.get("upstream"),
                 "downsample_rate": s.meta.get("downsample_rate"), "fold": str(self.fold),
                 "store": str(s.path), "step": self.step, "dev_uar": self.best["score"],
-                "real_fit": self.cfg["train"]["real_fit"],
+                "real_fit": self.cfg["train"]["real_fit"], "standardize": self.cfg["train"]["standardize"],
                 "ema_decay": self.ema.decay if self.ema is not None else None}
         return ck.export_generator(path, self.eval_generator, self.cfg["model"], self.data.mean, self.data.std,
                                    s.label_map, self.data.class_counts(len(s.label_map)), info)
