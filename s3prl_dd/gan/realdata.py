@@ -2,7 +2,8 @@
 stream (so a resumed run replays exactly), and the bridge from GAN space to the teachers' space.
 
 Spaces. The GAN sees features standardised with the fold's train statistics (the store's
-``stats(fold)``), so every dimension has unit scale whatever the upstream. Everything that leaves
+``stats(fold)``), so every dimension has unit scale whatever the upstream (GAN-MLP with
+``train.standardize=means``: its utterance means' own train statistics). Everything that leaves
 the GAN (teachers, quick evaluation, exported samples) is de-standardised back to raw upstream
 features, because that is what a ``Teacher`` and a feature store hold.
 """
