@@ -89,6 +89,23 @@ def fold_stores(run, cfg: dict) -> dict[int, Path]:
     return {int(f): store_dir(run, cfg, f) for f in cfg["folds"]}
 
 
+def ensure_store(cfg: dict, store: Path, layer: int, device) -> None:
+    """Extract ``layer`` of the upstream into ``store`` (beside the run's ``corpus/``), or check
+    that the finished store there holds it: a changed upstream, layer or corpus would otherwise
+    be reported under the new name."""
+    from ..features.extract import check_existing, corpus_fingerprint, extract, read_corpus
+    from ..features.upstream import representation_from
+
+    corpus = store.parent / "corpus"
+    if (store / "index.json").is_file():
+        _, items, folds, _ = read_corpus(corpus)
+        check_existing(store, cfg["upstream"], representation_from(layer), corpus_fingerprint(items, folds), corpus,
+                       remedy=f"this run directory was made with another config: use a new --out, "
+                              f"or delete {store} (and what was built on it)")
+    else:
+        extract(corpus, store, upstream=cfg["upstream"], layer=layer, device=device)
+
+
 def _choice_settings(cfg: dict) -> dict:
     return {"upstream": cfg["upstream"], "corpus": cfg["corpus"], "candidates": list(cfg["layer_candidates"]),
             "folds": list(cfg["folds"]), "seeds": list(cfg["seeds"]), "er": cfg["er"]}
@@ -100,11 +117,11 @@ def choose(dev_uar: dict[int, float], candidates: list[int]) -> int:
     return next(c for c in candidates if dev_uar[c] == best)
 
 
-def resolve_layers(cfg: dict, run, ensure_store, device) -> dict:
+def resolve_layers(cfg: dict, run, device) -> dict:
     """``cfg`` with ``layer: dev`` replaced by each fold's choice on its own dev split (read from
-    ``run/layer_choice.json`` when it was made with the same settings). ``ensure_store(cfg, path,
-    layer)`` builds or checks a candidate's store. The choice's ER runs are the full-real cell
-    (``run_cell``) on each candidate's store; only their dev UAR and stopping are kept."""
+    ``run/layer_choice.json`` when it was made with the same settings; ``run/corpus`` must exist).
+    The choice's ER runs are the full-real cell (``run_cell``) on each candidate's store; only
+    their dev UAR and stopping are kept."""
     if cfg["layer"] != "dev":
         return cfg
     from .cells import run_cell
@@ -120,7 +137,7 @@ def resolve_layers(cfg: dict, run, ensure_store, device) -> dict:
                desc="layer choice (dev)", dynamic_ncols=True)
     for layer in cfg["layer_candidates"]:
         store = layer_store(run, layer)
-        ensure_store(cfg, store, layer)
+        ensure_store(cfg, store, layer, device)
         fixed = {**cfg, "layer": layer}
         ctx = {"cfg": fixed, "store": str(store), "pools": {}, "generators": {}, "device": device, "run": None}
         for fold in cfg["folds"]:

@@ -23,7 +23,7 @@ from ..utils import UserError, atomic_write_json, atomic_write_text, config_path
 from ..workers import init_worker
 from .cells import GAN_SOURCES, cell_key, enumerate_cells, is_done, run_cell
 from .config import gan_key, load_pipeline_config, variant_overrides, variants_for
-from .layers import fold_layer, fold_stores, per_fold, resolve_layers
+from .layers import ensure_store, fold_layer, fold_stores, per_fold, resolve_layers
 
 
 def _device(cfg) -> str:
@@ -73,24 +73,6 @@ def _pool_map(fn, jobs: list, workers: int, desc: str, position: int = 1):
     bar.close()
 
 
-def _ensure_store(cfg, store: Path, layer: int, device: str) -> None:
-    """Extract ``layer`` of the upstream into ``store``, or check that the finished store there
-    holds it: a changed upstream, layer or corpus would otherwise be reported under the new name."""
-    from ..features.extract import extract
-
-    if (store / "index.json").is_file():
-        from ..features.extract import check_existing, corpus_fingerprint, read_corpus
-        from ..features.upstream import representation_from
-
-        _, items, folds, _ = read_corpus(store.parent / "corpus")
-        check_existing(store, cfg["upstream"], representation_from(layer), corpus_fingerprint(items, folds),
-                       store.parent / "corpus",
-                       remedy=f"this run directory was made with another config: use a new --out, "
-                              f"or delete {store} (and what was built on it)")
-    else:
-        extract(store.parent / "corpus", store, upstream=cfg["upstream"], layer=layer, device=device)
-
-
 def _stage_corpus(cfg, run: Path) -> None:
     from ..corpus import build_corpus
 
@@ -100,11 +82,9 @@ def _stage_corpus(cfg, run: Path) -> None:
 def _stage_stores(cfg, run: Path, device: str) -> dict[int, Path]:
     """fold -> its feature store (one store per distinct layer)."""
     _stage_corpus(cfg, run)
-    stores, made = fold_stores(run, cfg), set()
-    for fold, store in stores.items():
-        if store not in made:
-            _ensure_store(cfg, store, fold_layer(cfg, fold), device)
-            made.add(store)
+    stores = fold_stores(run, cfg)
+    for store, fold in {s: f for f, s in stores.items()}.items():  # each distinct store once
+        ensure_store(cfg, store, fold_layer(cfg, fold), device)
     return stores
 
 
@@ -226,7 +206,7 @@ def _run_locked(cfg: dict, run: Path, report: bool) -> Path:
     if cfg["layer"] == "dev":
         _stage_corpus(cfg, run)
         device = _device(cfg)
-        cfg = resolve_layers(cfg, run, lambda c, store, layer: _ensure_store(c, store, layer, device), device)
+        cfg = resolve_layers(cfg, run, device)
     _check_same_features(cfg, run)
     saved = run / "config.yaml"
     if saved.is_file() and load_yaml(saved) != cfg:
