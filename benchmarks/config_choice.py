@@ -27,6 +27,13 @@ GAN seed with λ5 = λ6 = 0: the paper's Table 2 comparison). Baselines are test
 "baseline2", ...; with ``--average`` also "baseline_mean") and paired with their alternative, but
 are never candidates of a choice.
 
+``--reuse JSON``: an earlier config_choice.py JSON of the same run and downstream (e.g. the one that
+tested the alternatives before their GAN runs were deleted). A GAN whose run is gone is read from it
+(its generator path and fold), and every test record it holds is taken instead of rerun: full real
+data and random subsets by cell, a GAN's cells only where the GAN is the same (generator, dev
+score, exported step; a GAN retrained at the same path is tested anew). So Baselines trained later
+can be tested and paired with alternatives whose checkpoints are no longer on the machine.
+
 ``--downstream deep`` tests every set with s3prl's DeepModel (the run's ``deep_er`` recipe) instead
 of the linear model; choices are still made on the quick evaluation (``--draws`` trains linear
 models, so it is linear only). Cells the run itself already holds under the same recipe (full
@@ -62,7 +69,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from lambda_sweep_test import print_summary, summarize  # noqa: E402
 from truncation import (SELECTION_SEED, add_test_args, cached, dev_score, grid_config, keep_recipe,  # noqa: E402
                         print_stopping, run_generators, test_job)
-from s3prl_dd.pipeline.cells import cell_key, is_done  # noqa: E402
+from s3prl_dd.pipeline.cells import cell_key, cell_recipe, is_done  # noqa: E402
 from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.pipeline.config import gan_key  # noqa: E402
 from s3prl_dd.utils import UserError, atomic_write_json  # noqa: E402
@@ -128,21 +135,75 @@ def copy_run_cells(tests: list[dict], path_of, run_cells: Path) -> int:
     return n
 
 
-def scored(generator: Path) -> dict:
-    """A finished GAN run's exported generator and its dev score (the run's result.json)."""
-    r = json.loads((generator.parent / "result.json").read_text())
+def scored(generator: Path, fold: int | None = None, reuse: dict | None = None) -> dict:
+    """A finished GAN run's exported generator and its dev score (the run's result.json); where the
+    run is gone, the entry a ``--reuse`` JSON holds for that generator and fold."""
+    result = generator.parent / "result.json"
+    if not result.is_file():
+        hit = reuse["gans"].get((str(generator), fold)) if reuse else None
+        if hit is None:
+            raise UserError(f"{generator}: its GAN run is gone (no {result}); rerun its sweep, or give --reuse "
+                            "with the config_choice.py JSON that tested it")
+        return {**hit[1], "reused_from": reuse["path"]}
+    r = json.loads(result.read_text())
     return {"generator": str(generator), "best_dev_uar": 100 * r["best_dev_uar"], "best_step": r["best_step"],
             "steps": r["step"], "train_seconds": r["train_seconds"]}
 
 
-def alt_gans(sweep_json: Path) -> dict[int, dict]:
+def alt_gans(sweep_json: Path, reuse: dict | None = None) -> dict[int, dict]:
     sweep = json.loads(sweep_json.read_text())
     by_fold: dict[int, list] = {}
     for r in sweep["runs"]:
         by_fold.setdefault(r["fold"], []).append(r)
     if any(len(rs) > 1 for rs in by_fold.values()):
         raise UserError(f"{sweep_json} holds more than one GAN per fold: give a one-pair sweep")
-    return {f: scored(Path(rs[0]["run_dir"]) / "generator.pt") for f, rs in by_fold.items()}
+    return {f: scored(Path(rs[0]["run_dir"]) / "generator.pt", f, reuse) for f, rs in by_fold.items()}
+
+
+SAME_GAN = ("best_dev_uar", "best_step", "steps")
+
+
+def load_reuse(path: str, run: Path, downstream: str) -> dict:
+    """An earlier config_choice.py JSON of the same pipeline run and downstream: its GANs, by
+    (generator, fold), and its test records, by (set, fold, budget, seed)."""
+    if not Path(path).is_file():
+        raise UserError(f"--reuse: no JSON at {path}")
+    old = json.loads(Path(path).read_text())
+    if not isinstance(old, dict) or not {"run", "records", "downstream"} <= set(old):
+        raise UserError(f"--reuse: {path} is not a config_choice.py JSON")
+    if Path(old["run"]).name != run.name or old["downstream"] != downstream:
+        raise UserError(f"--reuse: {path} tested under {old['run']} with {old['downstream']}, not {run} with {downstream}")
+    gans = {(g["generator"], int(f)): (k[:-5], g) for k in old if k.endswith("_gans") for f, g in old[k].items()}
+    records = {(r["set"], r["fold"], str(r["ppc"]), r["seed"]): r for r in old["records"] if "stopped" in r}
+    return {"path": path, "gans": gans, "records": records}
+
+
+def reuse_cells(tests: list[dict], tested: dict, path_of, reuse: dict) -> int:
+    """Write the --reuse JSON's record of every test it holds into this job's cell file: full real
+    data and random subsets by cell, a GAN's cells only where it is the same GAN (generator, fold,
+    dev score, exported step), so a retrained GAN at the same path is tested anew; each only under
+    this job's cell recipe (upstream, layer, ER recipe, GAN config). Returns how many."""
+    n, gone = 0, []
+    for t in tests:
+        name, c, dst = t["set"], t["cell"], path_of(t)
+        if dst.is_file() or name in ("chosen", "chosen_dev"):   # a chosen cell is its GAN's file
+            continue
+        g = tested.get(name, {}).get(c["fold"], {})
+        if name not in ("real", "random"):
+            hit = reuse["gans"].get((g["generator"], c["fold"]))
+            if hit is None or any(hit[1].get(k) != g.get(k) for k in SAME_GAN):
+                continue
+            name = hit[0]
+        old = reuse["records"].get((name, c["fold"], str(c["ppc"]), c["seed"]))
+        if old is not None and old.get("recipe") == cell_recipe(c, t["cfg"]):   # the same ER recipe
+            atomic_write_json({**old, "reused_from": reuse["path"]}, dst)
+            n += 1
+        elif "reused_from" in g:
+            gone.append(dst.stem)
+    if gone:
+        raise UserError(f"{len(gone)} cell(s) of GANs whose runs are gone are not in {reuse['path']} under this "
+                        f"recipe (e.g. {gone[0]}): they cannot be tested")
+    return n
 
 
 def main(argv=None) -> None:
@@ -157,6 +218,8 @@ def main(argv=None) -> None:
                                       "comma-separated, in --alt's order: tested and paired, never chosen")
     p.add_argument("--downstream", choices=("linear", "deep"), default="linear",
                    help="the ER model of the test cells (deep: s3prl's DeepModel, the run's deep_er recipe)")
+    p.add_argument("--reuse", help="an earlier config_choice.py JSON of the same run and downstream: GANs whose "
+                                   "runs are gone are read from it, and every test record it holds is taken, not rerun")
     add_test_args(p)
     a = p.parse_args(argv)
     if a.draws and a.downstream != "linear":
@@ -170,8 +233,9 @@ def main(argv=None) -> None:
         raise UserError(f"--baseline gives {len(base_sweeps)} sweep(s) for {len(sweeps)} --alt: one per alternative")
     bases = numbered("baseline", len(base_sweeps)) if base_sweeps else []
     sets, comparisons = sets_and_comparisons(names, a.draws > 0, a.average, bases)
-    gans = {"grid": {f: scored(g) for f, g in found.items()}, **{n: alt_gans(Path(s)) for n, s in zip(names, sweeps)}}
-    tested = {**gans, **{n: alt_gans(Path(s)) for n, s in zip(bases, base_sweeps)}}  # gans: the candidates
+    reuse = load_reuse(a.reuse, run, a.downstream) if a.reuse else None
+    gans = {"grid": {f: scored(g) for f, g in found.items()}, **{n: alt_gans(Path(s), reuse) for n, s in zip(names, sweeps)}}
+    tested = {**gans, **{n: alt_gans(Path(s), reuse) for n, s in zip(bases, base_sweeps)}}  # gans: the candidates
     folds = sorted(set.intersection(*(set(g) for g in tested.values())))
     if not folds:
         raise UserError(f"no fold has both a finished {a.gan} GAN in {run} and a GAN in each of {a.alt}")
@@ -230,6 +294,8 @@ def main(argv=None) -> None:
                     tests += [job(n, cell, g) for n, g in tested.items()]
                     tests += [job(c, cell, gans[picked({"set": c, "cell": cell})])
                               for c in ("chosen", "chosen_dev") if c in sets]
+        if reuse:
+            print(f"{reuse_cells(tests, tested, path_of, reuse)} cell(s) taken from {reuse['path']}", flush=True)
         print(f"{copy_run_cells(tests, path_of, run / 'cells')} cell(s) copied from {run / 'cells'}", flush=True)
         records = cached(pool, test_job, tests, path_of)
     records = [{**r, "set": t["set"]} for t, r in zip(tests, records)]
@@ -239,6 +305,7 @@ def main(argv=None) -> None:
             records += mean_over_alternatives(records, bases, "baseline_mean")
     summary = summarize(records, folds, budgets, sets, comparisons)
     atomic_write_json({"run": str(run), "gan": a.gan, "alt": a.alt, **({"baseline": a.baseline} if a.baseline else {}),
+                       **({"reuse": a.reuse} if a.reuse else {}),
                        "downstream": a.downstream, "folds": folds, "budgets": budgets, "seeds": seeds,
                        **{f"{n}_gans": g for n, g in tested.items()},
                        "dev_means": dev_means, "choice": choice,

@@ -129,7 +129,7 @@ def splice(base: dict, replacements: dict[int, tuple[Path, dict]]) -> dict:
     dropped = sorted({k for ks in kinds_per_fold for k in ks} - common, key=str)
     records = sorted((r for r in records if kind(r) in common), key=lambda r: (r["fold"], str(kind(r))))
     config = {**base["config"], "layer": layers}
-    return {"records": records, "config": config,
+    return {"records": records, "config": config, "gans": spliced_gans(base, replacements),
             "spliced": {"base": base.get("_path"), "folds": {str(f): str(p) for f, (p, _) in sorted(replacements.items())},
                         "layer_per_fold": {str(f): layers[f] for f in folds},
                         "dropped_kinds": [dict(zip(KIND, k)) for k in dropped],
@@ -138,6 +138,16 @@ def splice(base: dict, replacements: dict[int, tuple[Path, dict]]) -> dict:
                                                   for f in replacements},
                         "replaced_runs": {str(f): replaced_runs(records, f, base, run) for f, (_, run) in replacements.items()}},
             "n_cells": len(records)}
+
+
+def spliced_gans(base: dict, replacements: dict[int, tuple[Path, dict]]) -> list[dict]:
+    """The runs' GAN summaries (quick-eval dev UAR, exported step), each fold's from the run its cells
+    come from, so that a spliced run can still be compared on dev (``benchmarks/choose_per_fold.py``)."""
+    def fold_of(gan: dict) -> int:
+        return int(gan["gan"].rsplit("-fold", 1)[1].split("-")[0])
+
+    kept = [g for g in base.get("gans", []) if fold_of(g) not in replacements]
+    return kept + [g for fold, (_, run) in sorted(replacements.items()) for g in run.get("gans", []) if fold_of(g) == fold]
 
 
 def set_means(records: list[dict], key: str = "test_uar") -> dict[tuple, dict[int, float]]:

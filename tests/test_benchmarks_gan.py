@@ -400,6 +400,50 @@ def test_config_choice_takes_several_alternatives_their_mean_and_their_baselines
     assert r["baseline_gans"]["1"]["best_dev_uar"] == 90.0
 
 
+def test_config_choice_reuse_pairs_new_baselines_with_alternatives_whose_runs_are_gone(env, tmp_path):
+    import shutil
+
+    from s3prl_dd.utils import UserError
+
+    bench = load_benchmark("config_choice")
+    gan = functools.partial(_finished_sweep, env, tmp_path)
+    run = tmp_path / "run"
+    grid_dir = run / "gans" / "gan_mlp-div_sml-fold1-g0" / "00000-x"
+    gan(grid_dir, 0, 0.5)
+    save_yaml({"folds": [1]}, run / "config.yaml")
+    (run / "store").symlink_to(env["store"].path)
+    alts = ",".join([gan(tmp_path / "a1", 1, 0.6), gan(tmp_path / "a2", 2, 0.8)])
+    common = ["--run", str(run), "--gan", "gan_mlp-div_sml-g0", "--alt", alts, "--budgets", "2", "--workers", "1",
+              "--er-overrides", "runner.patience=100", "--average"]
+    first = tmp_path / "first.json"
+    bench.main(common + ["--work", str(tmp_path / "w1"), "--out", str(first)])
+    old = {x["set"]: x for x in json.loads(first.read_text())["records"]}
+
+    shutil.rmtree(tmp_path / "a1")   # an alternative's run is deleted; the grid's GAN is retrained
+    shutil.rmtree(grid_dir)
+    gan(grid_dir, 3, 0.55)
+    bases = ",".join([gan(tmp_path / "b1", 4, 0.4), gan(tmp_path / "b2", 5, 0.45)])
+    with pytest.raises(UserError, match="its GAN run is gone"):
+        bench.main(common + ["--baseline", bases, "--work", str(tmp_path / "w2"), "--out", str(tmp_path / "x.json")])
+    out, work = tmp_path / "second.json", tmp_path / "w3"
+    bench.main(common + ["--baseline", bases, "--reuse", str(first), "--work", str(work), "--out", str(out)])
+    r = json.loads(out.read_text())
+    new = {x["set"]: x for x in r["records"]}
+    assert r["alt_gans"]["1"]["best_dev_uar"] == 60.0 and r["alt_gans"]["1"]["reused_from"] == str(first)
+    for name in ("real", "random", "alt", "alt2", "alt_mean"):   # taken from the first JSON, not rerun
+        assert new[name]["test_uar"] == old[name]["test_uar"]
+    assert new["alt"]["reused_from"] == str(first) and "reused_from" not in new["grid"]
+    assert r["grid_gans"]["1"]["best_dev_uar"] == pytest.approx(55.0)  # the retrained grid GAN is tested anew
+    assert {"baseline", "baseline2", "baseline_mean"} <= set(new) and r["choice"] == {"fold1": "alt2"}
+    assert "alt_mean - baseline_mean" in r["summary"]["by_budget"]["2"]["paired"]
+    with pytest.raises(UserError, match="not .* with deep"):
+        bench.main(common + ["--reuse", str(first), "--downstream", "deep", "--work", str(tmp_path / "w4"), "--out", "x"])
+    # under another ER recipe nothing is taken, and a GAN whose run is gone cannot be tested anew
+    other = [*common[:-2], "runner.patience=50", "--average"]
+    with pytest.raises(UserError, match="cannot be tested"):
+        bench.main(other + ["--baseline", bases, "--reuse", str(first), "--work", str(tmp_path / "w5"), "--out", "x"])
+
+
 def test_config_choice_on_dev_draws_chooses_per_budget_without_test(env, tmp_path):
     bench = load_benchmark("config_choice")
     scores = [{"set": n, "fold": 1, "ppc": b, "dev_uar": u} for n, b, u in

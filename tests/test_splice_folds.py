@@ -55,6 +55,9 @@ def test_a_replaced_fold_takes_the_other_runs_cells_and_kinds_not_in_every_fold_
     assert (done["er_runs"], done["stopped_by_patience"], done["max_best_step_fraction"]) == (5, 5, 0.5)
     assert done["gans"] == {"gan_att-div_sml-fold2-g0": {"best_dev_uar": [0.2, 0.1], "best_step": 250, "steps": 1000,
                                                          "train_seconds": 1.0}}
+    # each fold's GAN summary comes from the run its cells come from
+    assert {g["gan"]: g["best_dev_uar"] for g in got["gans"]} == {
+        "gan_att-div_sml-fold1-g0": 0.2, "gan_att-div_sml-fold2-g0": 0.1, "gan_att-div_sml-fold3-g0": 0.2}
     # the output is a pipeline results.json to compare_sets: fold 2's Δ is the other run's
     cmp_out = tmp_path / "cmp.json"
     assert compare_sets.main([f"{out}:gan_att-div_sml", f"{out}:random", "--out", str(cmp_out)]) == 0
