@@ -28,12 +28,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from same_cells import KEY, keyed  # noqa: E402
 from s3prl_dd.errors import run_main  # noqa: E402
 from s3prl_dd.pipeline.config import gan_key  # noqa: E402
+from s3prl_dd.pipeline.layers import choose as best_on_dev  # noqa: E402
 from s3prl_dd.utils import UserError, atomic_write_json  # noqa: E402
-
-CELL = ("fold", "seed", "downstream", "source", "arch", "variant", "gan_seed", "ppc", "balance", "recipe")
 
 
 def parse_candidate(text: str) -> tuple[str, list[Path]]:
@@ -63,35 +64,25 @@ def load_candidate(name: str, paths: list[Path]) -> dict:
     return {"name": name, "paths": [str(q) for q in paths], "records": records, "gans": gans, "config": configs[0]}
 
 
-def cell(record: dict) -> tuple:
-    return tuple(record.get(k) for k in CELL)
-
-
 def check_same_scoring(candidates: list[dict]) -> int:
     """The candidates' shared cells of no generator agree to the prediction; returns how many."""
-    first = {cell(r): r for r in candidates[0]["records"] if r.get("arch") is None}
+    first = keyed(r for r in candidates[0]["records"] if r.get("arch") is None)
     folds = {r["fold"] for r in candidates[0]["records"]}
     n = 0
     for other in candidates[1:]:
-        theirs = {cell(r): r for r in other["records"] if r.get("arch") is None}
+        theirs = keyed(r for r in other["records"] if r.get("arch") is None)
         if {r["fold"] for r in other["records"]} != folds:
             raise UserError(f"candidates {candidates[0]['name']} and {other['name']} hold other folds")
         shared = set(first) & set(theirs)
-        if not any(k[3] == "real" for k in shared):
+        if not any(dict(zip(KEY, k))["source"] == "real" for k in shared):
             raise UserError(f"candidates {candidates[0]['name']} and {other['name']} share no full-real cell")
         differ = [k for k in shared if first[k]["predictions"] != theirs[k]["predictions"]
                   or first[k].get("test_labels") != theirs[k].get("test_labels")]
         if differ:
             raise UserError(f"{len(differ)} of the {len(shared)} cells {candidates[0]['name']} and {other['name']} share "
-                            f"differ (e.g. {dict(zip(CELL, differ[0]))}): not scored the same way")
+                            f"differ (e.g. {dict(zip(KEY, differ[0]))}): not scored the same way")
         n += len(shared)
     return n
-
-
-def best(scores: dict[str, float]) -> str:
-    """The best-scoring name; ties go to the earlier one."""
-    names = list(scores)
-    return max(names, key=lambda n: (round(scores[n], 9), -names.index(n)))
 
 
 def choose(candidates: list[dict], arch: str) -> dict[str, dict]:
@@ -103,18 +94,17 @@ def choose(candidates: list[dict], arch: str) -> dict[str, dict]:
     choice = {}
     for gan in shared:
         dev = {c["name"]: 100 * c["gans"][gan]["best_dev_uar"] for c in candidates}
-        choice[gan] = {**dev, "chosen": best(dev)}
+        choice[gan] = {**dev, "chosen": best_on_dev(dev, list(dev))}
     return choice
 
 
 def chosen_records(candidates: list[dict], arch: str, choice: dict[str, dict]) -> list[dict]:
-    by_name = {c["name"]: c for c in candidates}
     out = [r for r in candidates[0]["records"] if r.get("arch") is None]
     for c in candidates:
         mine = {g for g, ch in choice.items() if ch["chosen"] == c["name"]}
-        out += [{**r, "candidate": c["name"]} for r in by_name[c["name"]]["records"]
+        out += [{**r, "candidate": c["name"]} for r in c["records"]
                 if r.get("arch") == arch and gan_key(arch, r["variant"], r["fold"], r["gan_seed"]) in mine]
-    return sorted(out, key=lambda r: (r["fold"], str(cell(r))))
+    return sorted(out, key=lambda r: (r["fold"], str(tuple(r.get(k) for k in KEY))))
 
 
 def main(argv=None) -> int:
@@ -130,7 +120,8 @@ def main(argv=None) -> int:
     shared = check_same_scoring(candidates)
     choice = choose(candidates, a.arch)
     records = chosen_records(candidates, a.arch, choice)
-    gans = [{**c["gans"][g], "candidate": ch["chosen"]} for g, ch in choice.items() for c in candidates if c["name"] == ch["chosen"]]
+    by_name = {c["name"]: c for c in candidates}
+    gans = [{**by_name[ch["chosen"]]["gans"][g], "candidate": ch["chosen"]} for g, ch in choice.items()]
     config = {**candidates[0]["config"], "name": Path(a.out).parent.name,
               "choice": {"arch": a.arch, "candidates": {c["name"]: {"runs": c["paths"], "gan": c["config"]["gan"]} for c in candidates}}}
     atomic_write_json({"records": records, "config": config, "gans": gans, "choice": choice, "n_cells": len(records),

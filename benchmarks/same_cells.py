@@ -13,8 +13,13 @@ from pathlib import Path
 KEY = ("fold", "seed", "downstream", "source", "arch", "variant", "gan_seed", "ppc", "balance", "recipe")
 
 
+def keyed(records: list[dict]) -> dict:
+    """record -> its cell: every setting that makes it, so two runs' records of one cell line up."""
+    return {tuple(r.get(k) for k in KEY): r for r in records}
+
+
 def by_key(path: Path) -> dict:
-    return {tuple(r.get(k) for k in KEY): r for r in json.loads(path.read_text())["records"]}
+    return keyed(json.loads(path.read_text())["records"])
 
 
 def compare(a: Path, b: Path) -> dict:

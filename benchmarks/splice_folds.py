@@ -143,11 +143,9 @@ def splice(base: dict, replacements: dict[int, tuple[Path, dict]]) -> dict:
 def spliced_gans(base: dict, replacements: dict[int, tuple[Path, dict]]) -> list[dict]:
     """The runs' GAN summaries (quick-eval dev UAR, exported step), each fold's from the run its cells
     come from, so that a spliced run can still be compared on dev (``benchmarks/choose_per_fold.py``)."""
-    def fold_of(gan: dict) -> int:
-        return int(gan["gan"].rsplit("-fold", 1)[1].split("-")[0])
-
-    kept = [g for g in base.get("gans", []) if fold_of(g) not in replacements]
-    return kept + [g for fold, (_, run) in sorted(replacements.items()) for g in run.get("gans", []) if fold_of(g) == fold]
+    kept = [g for g in base.get("gans", []) if not any(f"-fold{f}-" in g["gan"] for f in replacements)]
+    return kept + [g for fold, (_, run) in sorted(replacements.items()) for g in run.get("gans", [])
+                   if f"-fold{fold}-" in g["gan"]]
 
 
 def set_means(records: list[dict], key: str = "test_uar") -> dict[tuple, dict[int, float]]:
