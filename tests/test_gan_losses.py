@@ -144,3 +144,40 @@ def test_combinators_refuse_a_weighted_term_that_is_missing():
     lam = {"lambda_gp": 10.0, "lambda_cls_real": 1.0, "lambda_cls_fake": 0.0}
     with pytest.raises(ValueError, match="gp"):
         L.critic_loss(torch.tensor(0.0), None, torch.tensor(0.0), None, lam)
+
+
+def test_moment_matching_loss_matches_class_means_and_spreads_of_time_means():
+    g = torch.Generator().manual_seed(0)
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1])
+    real = torch.randn(8, 6, 5, generator=g) + 3.0 * y.view(-1, 1, 1)
+    assert close(L.moment_matching_loss(real, real.clone(), y), 0.0)
+    # a shift of every class's time means by s adds s² to each class's gap (weights sum to 1)
+    s = 0.5
+    scale = real.mean(1).var(0, unbiased=False).mean()
+    assert close(L.moment_matching_loss(real, real + s, y), s * s / scale)
+    # frames reshuffled in time keep every time mean: nothing to match
+    assert close(L.moment_matching_loss(real, real.flip(1), y), 0.0)
+    # a collapsed generator (each class its real class mean) pays the missing spread
+    collapsed = real.mean(1).clone()
+    for c in (0, 1):
+        collapsed[y == c] = collapsed[y == c].mean(0)
+    spread = sum((real.mean(1)[y == c].std(0).pow(2).mean() * (y == c).float().mean()) for c in (0, 1))
+    assert close(L.moment_matching_loss(real, collapsed, y), spread / scale)
+    # units do not matter, and the gradient reaches the generated batch only
+    fake = (real + torch.randn(real.shape, generator=g)).requires_grad_(True)
+    r = real.clone().requires_grad_(True)
+    value = L.moment_matching_loss(r, fake, y)
+    assert close(L.moment_matching_loss(10 * real, 10 * fake.detach(), y), value.detach())
+    value.backward()
+    assert fake.grad.abs().sum() > 0 and r.grad is None
+
+
+def test_moment_matching_loss_refuses_unpaired_batches_and_joins_eq8_only_when_weighted():
+    with pytest.raises(ValueError, match="paired"):
+        L.moment_matching_loss(torch.zeros(4, 3, 2), torch.zeros(3, 3, 2), torch.zeros(4, dtype=torch.long))
+    lam = {"lambda_cls_fake": 1.0, "lambda_fm": 1.0}
+    t = lambda v: torch.tensor(v)  # noqa: E731
+    total, logged = L.generator_loss(t(1.0), t(2.0), t(3.0), dict(lam, lambda_mm=2.0), mm=t(0.25))
+    assert close(total, 6.5) and "mm" in logged
+    total, logged = L.generator_loss(t(1.0), t(2.0), t(3.0), lam)
+    assert close(total, 6.0) and "mm" not in logged

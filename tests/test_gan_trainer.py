@@ -89,6 +89,14 @@ def test_run_layout_export_and_load(env, tmp_path):
     assert torch.allclose(g(y, e), expect) and g(y, e).shape == (4, 8, 8)
 
 
+def test_moment_matching_term_is_trained_and_logged_only_when_weighted(env, tmp_path):
+    on = _train(env, tmp_path / "on", overrides="loss.lambda_mm=1.0,,train.steps=2")
+    logged = [json.loads(x) for x in Path(on["run_dir"], "metrics.jsonl").read_text().splitlines()]
+    mm = [r["generator/mm"] for r in logged if "generator/mm" in r]
+    assert len(mm) == 2 and all(v > 0 for v in mm)
+    off = _train(env, tmp_path / "off", overrides="train.steps=2")
+    assert not any("generator/mm" in x for x in Path(off["run_dir"], "metrics.jsonl").read_text().splitlines())
+
 def test_gan_mlp_may_standardise_its_means_with_their_own_statistics(env, tmp_path):
     """train.standardize=means: GAN-MLP's utterance means get unit scale per dimension (with
     frame statistics their spread is the layer's between-utterance share), and the exported

@@ -15,7 +15,8 @@ DEFAULTS = {
               "lr_schedule": "constant", "lr_min_ratio": 0.1, "warmup_steps": 0},
     "loss": {"lambda_gp": 10.0, "lambda_cls_real": 1.0, "lambda_cls_fake": 1.0, "lambda_fm": 1.0,
              "lambda_div": 0.0, "lambda_sml": 0.0, "tau": 0.08,
-             "lambda_cls_fake_critic": None},  # None: λ3, as Eq. 4
+             "lambda_cls_fake_critic": None,  # None: λ3, as Eq. 4
+             "lambda_mm": 0.0},  # L_MM, beyond the paper (losses.moment_matching_loss)
     "train": {"steps": 10000, "eval_every": 1000, "save_every": 1000, "log_every": 50,
               "keep_last": 3, "seed": 0, "real_fit": "tile", "device": None, "bf16": False,
               "ema_decay": None,  # None: no EMA generator; e.g. 0.999 (s3prl_dd.gan.ema)

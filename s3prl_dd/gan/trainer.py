@@ -128,7 +128,7 @@ class GANTrainer:
                 fakes = self.g(z)
                 fake = fakes[:B]
                 d_fake, logits, feats_fake = self.D(fake, return_features=True)
-                fm = sml = div = None
+                fm = sml = div = mm = None
                 if lam["lambda_fm"]:
                     with torch.no_grad():
                         feats_real = self.D(x, return_features=True)[2]
@@ -139,9 +139,11 @@ class GANTrainer:
                     with torch.no_grad():
                         p_real = teacher_logits(teacher, x, self.data)
                     sml = L.softmax_matching_loss(p_real, teacher_logits(teacher, fake, self.data))
+                if lam.get("lambda_mm"):
+                    mm = L.moment_matching_loss(x, fake, y)
                 adv = L.generator_adversarial_loss(d_fake.float())
                 cls = L.classification_loss(logits, y) if lam["lambda_cls_fake"] else None
-                total, logged = L.generator_loss(adv, cls, fm, lam, div, sml)
+                total, logged = L.generator_loss(adv, cls, fm, lam, div, sml, mm)
             self.opt_g.zero_grad(set_to_none=True)
             total.backward()
             self.opt_g.step()
