@@ -44,6 +44,13 @@ def test_shipped_pipeline_configs_validate_and_their_gan_overrides_apply(path):
         assert gan["model"]["arch"] == arch
 
 
+def test_a_gans_overrides_may_be_given_as_a_list_since_double_commas_split_o(tmp_path):
+    path = write_cfg(tmp_path)
+    as_list = load_pipeline_config(path, "gan.overrides.gan_mlp=['train.steps=6','loss.lambda_mm=10.0']")
+    assert as_list["gan"]["overrides"]["gan_mlp"] == "train.steps=6,,loss.lambda_mm=10.0"
+    with pytest.raises(UserError, match="does not exist"):  # the string form cannot carry a second key
+        load_pipeline_config(path, "gan.overrides.gan_mlp='train.steps=6,,loss.lambda_mm=10.0'")
+
 def test_class_counts_budgets():
     real = [40, 30, 20, 10]
     assert class_counts(5, "balanced", real) == {"neu": 5, "hap": 5, "ang": 5, "sad": 5}

@@ -80,6 +80,11 @@ def load_pipeline_config(path, overrides=None) -> dict:
     if "corpus" in raw:  # a corpus spec is one thing: the builtin defaults must not leak into it
         merged["corpus"] = copy.deepcopy(raw["corpus"])
     cfg = apply_overrides(merged, overrides)
+    # ",," separates -o's own overrides, so a GAN's may come as a list of them:
+    # -o "gan.overrides.gan_att=['model.D=auto','loss.lambda_mm=10.0']"
+    if isinstance(cfg.get("gan"), dict) and isinstance(cfg["gan"].get("overrides"), dict):
+        cfg["gan"]["overrides"] = {a: ",,".join(map(str, v)) if isinstance(v, list) else v
+                                   for a, v in cfg["gan"]["overrides"].items()}
     validate(cfg)
     return cfg
 
