@@ -1,7 +1,7 @@
 """What a GAN's samples give the linear SUPERB ER model: the time mean, class by class.
 
     python benchmarks/time_mean_moments.py --run runs/emodb_mm --gan gan_att-div_sml-g0 --gan gan_att-div_sml-g1 \
-        --out benchmarks/results/time_mean_moments_mm.json
+        --out benchmarks/results/time_mean_moments_mm1.json
 
 The linear model pools a sequence to its time mean before anything else, so a generated set is
 only as good as the class-conditional distribution of its samples' time means. Per fold and
@@ -17,7 +17,9 @@ sampling, the export's eval mode, seed ``--seed``) with the fold's real **train*
 
 The same two figures for real ``T``-frame crops (one random crop per utterance, the generator's
 largest ``T``) say what the crop alone gives: a GAN trained on crops can at best match those. Each value
-is the mean over classes weighted by the real train class counts; the JSON keeps every class."""
+is the mean over classes weighted by the real train class counts; the JSON keeps every class.
+``--standing-stats N`` first recomputes each generator's BatchNorm statistics for its exported
+weights (see ``standing_stats``), to ask whether the EMA's borrowed statistics cause an offset."""
 from __future__ import annotations
 
 import argparse
@@ -54,6 +56,23 @@ def moments(means: np.ndarray, real: np.ndarray, within_std: float) -> dict:
 def weighted(per_class: dict, counts: dict, key: str) -> float:
     total = sum(counts.values())
     return sum(per_class[c][key] * counts[c] / total for c in per_class)
+
+
+@torch.no_grad()
+def standing_stats(g, batches: int, batch_size: int, seed: int) -> None:
+    """Recompute the generator's BatchNorm statistics for its own (EMA) weights (BigGAN's
+    "standing statistics"): the EMA copies the live generator's running statistics, which were
+    gathered under other weights. Labels follow the real class prior, as in training batches."""
+    norms = [m for m in g.generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over the batches below
+    rng = torch.Generator().manual_seed(seed)
+    g.generator.train()
+    for _ in range(batches):
+        y = torch.multinomial(torch.tensor(g.prior), batch_size, replacement=True, generator=rng)
+        g.generator.generate(y, torch.randn(batch_size, g.noise_dim, generator=rng))
+    g.generator.eval()
 
 
 def crop_length(generators: dict) -> int:
@@ -93,6 +112,8 @@ def main(argv=None) -> None:
     p.add_argument("--gan", action="append", required=True, help="ARCH-VARIANT-gSEED, e.g. gan_att-div_sml-g0")
     p.add_argument("--n", type=int, default=300, help="samples per class and generator")
     p.add_argument("--seed", type=int, default=123, help="sampling and crop seed")
+    p.add_argument("--standing-stats", type=int, default=0, metavar="BATCHES",
+                   help="first recompute each generator's BatchNorm statistics over this many batches of 32")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -100,10 +121,12 @@ def main(argv=None) -> None:
     cfg = load_pipeline_config(run / "config.yaml")
     found = {name: run_generators(run, name)[0] for name in a.gan}
     folds = sorted(set.intersection(*(set(g) for g in found.values())))
-    result = {"run": str(run), "gans": a.gan, "n": a.n, "seed": a.seed, "folds": {}}
+    result = {"run": str(run), "gans": a.gan, "n": a.n, "seed": a.seed, "standing_stats": a.standing_stats, "folds": {}}
     stores = fold_stores(run, cfg)
     for fold in folds:
         gens = {name: load_generator(found[name][fold]) for name in a.gan}
+        for g in gens.values() if a.standing_stats else ():
+            standing_stats(g, a.standing_stats, 32, a.seed)
         result["folds"][str(fold)] = fold_moments(FeatureStore.open(stores[fold]), fold, gens, a.n, a.seed)
     names = [crop_name(crop_length(gens)), *a.gan]
     result["mean_over_folds"] = {s: {k: statistics.fmean(result["folds"][str(f)]["sets"][s][k] for f in folds)

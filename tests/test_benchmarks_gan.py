@@ -1,5 +1,5 @@
 """Tests of the benchmark scripts (gan_profile, lambda_sweep(_test), gan_att_choice, same_cells, gan_seeds,
-truncation, config_choice) on tiny data."""
+truncation, config_choice, time_mean_moments) on tiny data."""
 import functools
 import json
 from pathlib import Path
@@ -507,3 +507,35 @@ def test_every_benchmark_script_ends_through_run_main():
         text = script.read_text()
         if "from s3prl_dd" in text and '__name__ == "__main__"' in text:
             assert text.rstrip().endswith("run_main(main)"), script.name
+
+
+def test_time_mean_moments_reads_train_only_and_measures_offset_and_spread(env, tmp_path, monkeypatch):
+    from collections import Counter
+
+    import numpy as np
+
+    from s3prl_dd.gan.checkpoint import load_generator
+    from s3prl_dd.gan.trainer import train_gan
+
+    tm = load_benchmark("time_mean_moments")
+    real = np.random.default_rng(0).standard_normal((50, 3))
+    assert tm.moments(real, real, 1.0) == {"offset": 0.0, "spread": 1.0}
+    moved = tm.moments(2 * real + 0.5, real, 0.25)
+    assert abs(moved["spread"] - 2.0) < 1e-9 and moved["offset"] > 0
+    assert abs(tm.moments(real + 0.5, real, 0.25)["offset"] - 2.0) < 1e-9  # 0.5 in every dim / 0.25
+
+    r = train_gan(gan_cfg(steps=2), env["store"].path, "fold1", env["pool"], out_dir=tmp_path, device="cpu")
+    g = load_generator(Path(r["run_dir"]) / "generator.pt")
+    store, parts = env["store"], []
+    split = store.split
+    monkeypatch.setattr(store, "split", lambda fold, part: parts.append(part) or split(fold, part))
+    out = tm.fold_moments(store, 1, {"gan": g}, n=6, seed=0)
+    assert set(parts) == {"train"}
+    assert set(out["sets"]) == {tm.crop_name(g.T), "gan"}
+    names = {v: k for k, v in store.label_map.items()}
+    assert out["counts"] == dict(Counter(names[c] for c in store.labels(split(1, "train"))))
+    for s in out["sets"].values():
+        assert set(s["per_class"]) == set(out["counts"]) and s["offset"] >= 0 and s["spread"] > 0
+    before = [b.clone() for b in g.generator.buffers()]
+    tm.standing_stats(g, batches=2, batch_size=8, seed=0)
+    assert not g.generator.training and any(not torch.equal(a, b) for a, b in zip(before, g.generator.buffers()))

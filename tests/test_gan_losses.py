@@ -146,35 +146,60 @@ def test_combinators_refuse_a_weighted_term_that_is_missing():
         L.critic_loss(torch.tensor(0.0), None, torch.tensor(0.0), None, lam)
 
 
+def _mm(real, fake, y):
+    return L.moment_matching_loss(fake, y, *L.batch_time_mean_moments(real, y, int(y.max()) + 1))
+
+
+def _mm_as_first_written(real, fake, y):
+    """L_MM against the real batch as the runs in results/emodb_mm* computed it: the refactor
+    into targets + loss must not change a bit of it."""
+    m_real, m_fake = real.mean(1).detach().float(), fake.mean(1).float()
+    scale = m_real.var(0, unbiased=False).mean().clamp_min(1e-8)
+    total = m_fake.new_zeros(())
+    for c in torch.unique(y):
+        r, f = m_real[y == c], m_fake[y == c]
+        gap = (f.mean(0) - r.mean(0)).pow(2).mean()
+        if len(r) > 1:
+            gap = gap + (f.std(0) - r.std(0)).pow(2).mean()
+        total = total + gap * (len(r) / len(y))
+    return total / scale
+
+
 def test_moment_matching_loss_matches_class_means_and_spreads_of_time_means():
     g = torch.Generator().manual_seed(0)
     y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1])
     real = torch.randn(8, 6, 5, generator=g) + 3.0 * y.view(-1, 1, 1)
-    assert close(L.moment_matching_loss(real, real.clone(), y), 0.0)
+    assert close(_mm(real, real.clone(), y), 0.0)
     # a shift of every class's time means by s adds s² to each class's gap (weights sum to 1)
     s = 0.5
     scale = real.mean(1).var(0, unbiased=False).mean()
-    assert close(L.moment_matching_loss(real, real + s, y), s * s / scale)
+    assert close(_mm(real, real + s, y), s * s / scale)
     # frames reshuffled in time keep every time mean: nothing to match
-    assert close(L.moment_matching_loss(real, real.flip(1), y), 0.0)
+    assert close(_mm(real, real.flip(1), y), 0.0)
     # a collapsed generator (each class its real class mean) pays the missing spread
     collapsed = real.mean(1).clone()
     for c in (0, 1):
         collapsed[y == c] = collapsed[y == c].mean(0)
     spread = sum((real.mean(1)[y == c].std(0).pow(2).mean() * (y == c).float().mean()) for c in (0, 1))
-    assert close(L.moment_matching_loss(real, collapsed, y), spread / scale)
+    assert close(_mm(real, collapsed, y), spread / scale)
     # units do not matter, and the gradient reaches the generated batch only
     fake = (real + torch.randn(real.shape, generator=g)).requires_grad_(True)
     r = real.clone().requires_grad_(True)
-    value = L.moment_matching_loss(r, fake, y)
-    assert close(L.moment_matching_loss(10 * real, 10 * fake.detach(), y), value.detach())
+    value = _mm(r, fake, y)
+    assert close(_mm(10 * real, 10 * fake.detach(), y), value.detach())
     value.backward()
     assert fake.grad.abs().sum() > 0 and r.grad is None
+    # bit for bit what the first runs computed, a lone class (no spread term) included
+    y1 = torch.tensor([0, 0, 1, 2, 2, 2, 3, 3])
+    assert torch.equal(_mm(real, fake.detach(), y1), _mm_as_first_written(real, fake.detach(), y1))
 
 
 def test_moment_matching_loss_refuses_unpaired_batches_and_joins_eq8_only_when_weighted():
+    mean = std = torch.zeros(4, 2)
     with pytest.raises(ValueError, match="paired"):
-        L.moment_matching_loss(torch.zeros(4, 3, 2), torch.zeros(3, 3, 2), torch.zeros(4, dtype=torch.long))
+        L.moment_matching_loss(torch.zeros(3, 3, 2), torch.zeros(4, dtype=torch.long), mean, std, 1.0)
+    with pytest.raises(ValueError, match="width"):
+        L.moment_matching_loss(torch.zeros(4, 3, 5), torch.zeros(4, dtype=torch.long), mean, std, 1.0)
     lam = {"lambda_cls_fake": 1.0, "lambda_fm": 1.0}
     t = lambda v: torch.tensor(v)  # noqa: E731
     total, logged = L.generator_loss(t(1.0), t(2.0), t(3.0), dict(lam, lambda_mm=2.0), mm=t(0.25))

@@ -96,6 +96,29 @@ def test_moment_matching_term_is_trained_and_logged_only_when_weighted(env, tmp_
     assert len(mm) == 2 and all(v > 0 for v in mm)
     off = _train(env, tmp_path / "off", overrides="train.steps=2")
     assert not any("generator/mm" in x for x in Path(off["run_dir"], "metrics.jsonl").read_text().splitlines())
+    fixed = train_gan(gan_cfg(), env["store"].path, "fold1", env["pool"], out_dir=tmp_path / "train", device="cpu",
+                      overrides="loss.lambda_mm=1.0,,loss.mm_targets='train',,train.steps=2")
+    trainer = fixed.pop("trainer")
+    mean, std, scale = trainer.mm_targets
+    assert mean.shape == std.shape == (4, 8) and torch.isfinite(mean).all() and float(scale) > 0
+    with pytest.raises(UserError, match="mm_targets"):
+        _train(env, tmp_path / "bad", overrides="loss.lambda_mm=1.0,,loss.mm_targets='dev'")
+
+
+def test_train_split_time_mean_targets_are_each_class_moments_of_crops(env):
+    store = env["store"]
+    att = RealData(store, "fold1", gan_cfg("gan_att")["model"], "cpu")
+    mean, std, scale = att.time_mean_moments(4, crops=3, seed=0)
+    again = att.time_mean_moments(4, crops=3, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip((mean, std, scale), again))  # seeded: a resume gets the same
+    # crops of these 4..14-frame utterances are tiles or crops of 8: their means stay near each
+    # class's utterance means, far apart between classes
+    mlp = RealData(store, "fold1", gan_cfg("gan_mlp")["model"], "cpu")
+    m_mean, m_std, m_scale = mlp.time_mean_moments(4, crops=3, seed=0)
+    for c in range(4):
+        items = mlp.items[mlp.labels == c].reshape(-1, 8)
+        assert torch.allclose(m_mean[c], items.mean(0)) and torch.allclose(m_std[c], items.std(0))
+    assert torch.allclose(mean, m_mean, atol=0.5)
 
 def test_gan_mlp_may_standardise_its_means_with_their_own_statistics(env, tmp_path):
     """train.standardize=means: GAN-MLP's utterance means get unit scale per dimension (with

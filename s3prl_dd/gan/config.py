@@ -9,6 +9,8 @@ from .. import utils
 from ..features.store import FeatureStore, check_compatible, normalize_fold
 from ..utils import UserError
 
+MM_TARGETS = ("batch", "train")  # whose time-mean moments L_MM matches: the real batch's, the train split's
+
 DEFAULTS = {
     # lr_schedule: constant | cosine (to lr_min_ratio x lr at train.steps); warmup_steps: linear.
     "optim": {"lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.0, 0.9], "n_critic": 5, "batch_size": 64,
@@ -16,7 +18,9 @@ DEFAULTS = {
     "loss": {"lambda_gp": 10.0, "lambda_cls_real": 1.0, "lambda_cls_fake": 1.0, "lambda_fm": 1.0,
              "lambda_div": 0.0, "lambda_sml": 0.0, "tau": 0.08,
              "lambda_cls_fake_critic": None,  # None: λ3, as Eq. 4
-             "lambda_mm": 0.0},  # L_MM, beyond the paper (losses.moment_matching_loss)
+             # L_MM, beyond the paper (losses.moment_matching_loss), against the real batch's
+             # time-mean moments or, with mm_targets: train, the whole train split's
+             "lambda_mm": 0.0, "mm_targets": "batch"},
     "train": {"steps": 10000, "eval_every": 1000, "save_every": 1000, "log_every": 50,
               "keep_last": 3, "seed": 0, "real_fit": "tile", "device": None, "bf16": False,
               "ema_decay": None,  # None: no EMA generator; e.g. 0.999 (s3prl_dd.gan.ema)
@@ -82,6 +86,8 @@ def prepare(cfg, store, fold, pool_dir, resume, out_dir, overrides):
         elif int(m[key]) != have:
             raise UserError(f"model.{key}={m[key]} but the store {store.path} has {have}; "
                             f"override with -o model.{key}={have}")
+    if cfg["loss"]["mm_targets"] not in MM_TARGETS:
+        raise UserError(f"loss.mm_targets={cfg['loss']['mm_targets']!r}: choose from {', '.join(MM_TARGETS)}")
     if cfg["loss"].get("lambda_sml") and pool_dir is None:
         raise UserError("loss.lambda_sml > 0 needs a teacher pool (--pool); "
                         "set -o loss.lambda_sml=0 for the paper's baseline without L_SML")

@@ -122,33 +122,45 @@ def diversity_loss(fake1: Tensor, fake2: Tensor, z1: Tensor, z2: Tensor, tau: fl
 
 
 # ---------------------------------------------------------------------------- beyond the paper
-def moment_matching_loss(real: Tensor, fake: Tensor, y: Tensor) -> Tensor:
-    """L_MM (not in the paper): per class, the squared gap between the mean and the standard
-    deviation of the real and the generated **time means**, over the batch's classes weighted by
-    their share, divided by the real time means' variance over the batch (so its scale does not
-    depend on the upstream layer).
+def moment_matching_loss(fake: Tensor, y: Tensor, mean: Tensor, std: Tensor, scale: Tensor | float) -> Tensor:
+    """L_MM (not in the paper): per class c of the batch, the squared gap between the generated
+    time means' mean and ``mean[c]`` plus that between their standard deviation and ``std[c]``
+    (the latter only where the batch holds ≥ 2 samples of c), averaged over dimensions, weighted
+    by the class's share of the batch, divided by ``scale`` (the real time means' variance, so the
+    value does not depend on the upstream layer).
 
     The SUPERB ER models read a pooled utterance, and a frame-level critic lets the time mean
-    drift: on EmoDB GE2E the 1-D GAN-ATT's class means of time means sat ~0.6 within-class
+    drift: on EmoDB GE2E the 1-D GAN-ATT's class means of time means sat 0.65-0.8 within-class
     standard deviations from the real ones and spread ~40 % less than the real crops it trains on
-    (README "What the GAN-ATT's time means miss"). ``real``/``fake``: (B, T, D) in GAN space
-    (or (B, D) already pooled), paired to the labels ``y`` (the generator step draws its fakes
-    for the real batch's labels).
+    (README "What the GAN-ATT's time means miss"). ``fake``: (B, T, D) in GAN space, or (B, D)
+    already pooled; ``mean``/``std``: (C, D) targets, from the real batch
+    (``batch_time_mean_moments``) or from the whole train split (``RealData.time_mean_moments``).
     """
-    if real.shape[0] != fake.shape[0] or real.shape[0] != y.shape[0] or real.shape[-1] != fake.shape[-1]:
-        raise ValueError("moment_matching_loss: real, fake and y must be paired batches of equal width")
-    m_real = (real.mean(1) if real.dim() == 3 else real).detach().float()
-    m_fake = fake.mean(1) if fake.dim() == 3 else fake
-    m_fake = m_fake.float()
-    scale = m_real.var(0, unbiased=False).mean().clamp_min(1e-8)
+    if fake.shape[0] != y.shape[0] or mean.shape != std.shape or mean.shape[-1] != fake.shape[-1]:
+        raise ValueError("moment_matching_loss: fake and y must be paired, mean and std (C, D) of fake's width")
+    m_fake = (fake.mean(1) if fake.dim() == 3 else fake).float()
     total = m_fake.new_zeros(())
     for c in torch.unique(y):
-        r, f = m_real[y == c], m_fake[y == c]
-        gap = (f.mean(0) - r.mean(0)).pow(2).mean()
-        if len(r) > 1:  # a lone sample has no spread to match
-            gap = gap + (f.std(0) - r.std(0)).pow(2).mean()
-        total = total + gap * (len(r) / len(y))
+        f = m_fake[y == c]
+        gap = (f.mean(0) - mean[c]).pow(2).mean()
+        if len(f) > 1:  # a lone sample has no spread to match
+            gap = gap + (f.std(0) - std[c]).pow(2).mean()
+        total = total + gap * (len(f) / len(y))
     return total / scale
+
+
+def batch_time_mean_moments(real: Tensor, y: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor]:
+    """L_MM's targets from one real batch: per class its time means' mean and standard deviation
+    (NaN for a class with fewer samples than each needs) and their variance over the batch."""
+    m = (real.mean(1) if real.dim() == 3 else real).detach().float()
+    mean = m.new_full((num_classes, m.shape[1]), float("nan"))
+    std = mean.clone()
+    for c in torch.unique(y):
+        r = m[y == c]
+        mean[c] = r.mean(0)
+        if len(r) > 1:
+            std[c] = r.std(0)
+    return mean, std, m.var(0, unbiased=False).mean().clamp_min(1e-8)
 
 
 # ---------------------------------------------------------------------------- Eq. 4, 5, 8

@@ -37,6 +37,11 @@ from .lr_schedule import LRSchedule
 from .models import build_gan
 from .realdata import RealData, ShardedStream, step_generator, teacher_logits
 
+# Random crops per train utterance behind L_MM's train-split targets: a crop's time mean is one
+# draw of what the critic sees, and 8 draws of ~50 utterances per class pin its moments down
+# far better than the ~8 of a real batch.
+MM_CROPS = 8
+
 def _dist_env(device):
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     device = pick_device(device)
@@ -71,6 +76,9 @@ class GANTrainer:
         self.ema = GeneratorEMA(self.G, float(decay)) if decay is not None else None
         self.data = RealData(store, fold, cfg["model"], device, tr["real_fit"], tr["standardize"])
         self.stream = ShardedStream(len(self.data), self.seed, rank, world)
+        self.mm_targets = None  # L_MM against the train split's moments: computed once, here
+        if self.lam.get("lambda_mm") and self.lam["mm_targets"] == "train":
+            self.mm_targets = self.data.time_mean_moments(int(cfg["model"]["num_classes"]), MM_CROPS, self.seed)
         self.pool = pool
         self.step, self.best = 0, {"score": None, "step": None}
         self.g, self.d = self.G, self.D  # what forward passes go through (DDP wrappers if any)
@@ -140,7 +148,8 @@ class GANTrainer:
                         p_real = teacher_logits(teacher, x, self.data)
                     sml = L.softmax_matching_loss(p_real, teacher_logits(teacher, fake, self.data))
                 if lam.get("lambda_mm"):
-                    mm = L.moment_matching_loss(x, fake, y)
+                    targets = self.mm_targets or L.batch_time_mean_moments(x, y, int(self.cfg["model"]["num_classes"]))
+                    mm = L.moment_matching_loss(fake, y, *targets)
                 adv = L.generator_adversarial_loss(d_fake.float())
                 cls = L.classification_loss(logits, y) if lam["lambda_cls_fake"] else None
                 total, logged = L.generator_loss(adv, cls, fm, lam, div, sml, mm)
