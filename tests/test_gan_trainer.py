@@ -108,13 +108,13 @@ def test_moment_matching_term_is_trained_and_logged_only_when_weighted(env, tmp_
 def test_train_split_time_mean_targets_are_each_class_moments_of_crops(env):
     store = env["store"]
     att = RealData(store, "fold1", gan_cfg("gan_att")["model"], "cpu")
-    mean, std, scale = att.time_mean_moments(4, crops=3, seed=0)
-    again = att.time_mean_moments(4, crops=3, seed=0)
+    mean, std, scale = losses.class_moments(*att.crop_time_means(crops=3, seed=0), 4)
+    again = losses.class_moments(*att.crop_time_means(crops=3, seed=0), 4)
     assert all(torch.equal(a, b) for a, b in zip((mean, std, scale), again))  # seeded: a resume gets the same
     # crops of these 4..14-frame utterances are tiles or crops of 8: their means stay near each
     # class's utterance means, far apart between classes
     mlp = RealData(store, "fold1", gan_cfg("gan_mlp")["model"], "cpu")
-    m_mean, m_std, m_scale = mlp.time_mean_moments(4, crops=3, seed=0)
+    m_mean, m_std, m_scale = losses.class_moments(*mlp.crop_time_means(crops=3, seed=0), 4)
     for c in range(4):
         items = mlp.items[mlp.labels == c].reshape(-1, 8)
         assert torch.allclose(m_mean[c], items.mean(0)) and torch.allclose(m_std[c], items.std(0))

@@ -134,7 +134,7 @@ def moment_matching_loss(fake: Tensor, y: Tensor, mean: Tensor, std: Tensor, sca
     standard deviations from the real ones and spread ~40 % less than the real crops it trains on
     (README "What the GAN-ATT's time means miss"). ``fake``: (B, T, D) in GAN space, or (B, D)
     already pooled; ``mean``/``std``: (C, D) targets, from the real batch
-    (``batch_time_mean_moments``) or from the whole train split (``RealData.time_mean_moments``).
+    or from the whole train split (``class_moments``).
     """
     if fake.shape[0] != y.shape[0] or mean.shape != std.shape or mean.shape[-1] != fake.shape[-1]:
         raise ValueError("moment_matching_loss: fake and y must be paired, mean and std (C, D) of fake's width")
@@ -149,14 +149,16 @@ def moment_matching_loss(fake: Tensor, y: Tensor, mean: Tensor, std: Tensor, sca
     return total / scale
 
 
-def batch_time_mean_moments(real: Tensor, y: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor]:
-    """L_MM's targets from one real batch: per class its time means' mean and standard deviation
-    (NaN for a class with fewer samples than each needs) and their variance over the batch."""
-    m = (real.mean(1) if real.dim() == 3 else real).detach().float()
+def class_moments(means: Tensor, labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor]:
+    """L_MM's targets from real time means ``means`` (N, D): per class their mean and standard
+    deviation (NaN for a class with fewer rows than each needs) and their variance over all rows.
+    The rows are a real batch's time means (``mm_targets: batch``) or the train split's crops'
+    (``RealData.crop_time_means``, ``mm_targets: train``)."""
+    m = means.detach().float()
     mean = m.new_full((num_classes, m.shape[1]), float("nan"))
     std = mean.clone()
-    for c in torch.unique(y):
-        r = m[y == c]
+    for c in torch.unique(labels):
+        r = m[labels == c]
         mean[c] = r.mean(0)
         if len(r) > 1:
             std[c] = r.std(0)

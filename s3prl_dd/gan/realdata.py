@@ -111,24 +111,16 @@ class RealData:
     def destandardize(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.std.to(x.dtype) + self.mean.to(x.dtype)
 
-    def time_mean_moments(self, num_classes: int, crops: int, seed: int) -> tuple[torch.Tensor, ...]:
-        """L_MM's targets from the whole train split (``loss.mm_targets: train``): per class the
-        mean and standard deviation of the standardised time means of ``crops`` random fits per
-        utterance (GAN-MLP: its one mean), and their variance over all classes. Seeded apart from
-        the training stream, so they are the same in a resumed run."""
+    def crop_time_means(self, crops: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(time means, labels) of ``crops`` random standardised fits per train utterance (GAN-MLP:
+        its one mean), for L_MM's train-split targets (``loss.mm_targets: train``). Seeded apart
+        from the training stream, so a resumed run gets the same."""
         if self.pooled:
-            means, labels = self.items.reshape(len(self), -1), self.labels
-        else:
-            gen = step_generator(seed, "mm_targets", 0)
-            means = torch.stack([self.standardize(fit_real(x, self.model_cfg, gen, self.mode)).mean(0)
-                                 for x in self.items for _ in range(crops)])
-            labels = self.labels.repeat_interleave(crops)
-        means = means.float()
-        mean = means.new_full((num_classes, means.shape[1]), float("nan"))
-        std = mean.clone()
-        for c in torch.unique(labels):
-            mean[c], std[c] = means[labels == c].mean(0), means[labels == c].std(0)
-        return mean, std, means.var(0, unbiased=False).mean().clamp_min(1e-8)
+            return self.items.reshape(len(self), -1), self.labels
+        gen = step_generator(seed, "mm_targets", 0)
+        means = torch.stack([self.standardize(fit_real(x, self.model_cfg, gen, self.mode)).mean(0)
+                             for x in self.items for _ in range(crops)])
+        return means, self.labels.repeat_interleave(crops)
 
     def batch(self, positions: torch.Tensor, generator: torch.Generator | None = None):
         """(x (B, T, D) standardised, y (B,)) for positions into this fold's train list."""

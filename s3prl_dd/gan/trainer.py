@@ -78,7 +78,8 @@ class GANTrainer:
         self.stream = ShardedStream(len(self.data), self.seed, rank, world)
         self.mm_targets = None  # L_MM against the train split's moments: computed once, here
         if self.lam.get("lambda_mm") and self.lam["mm_targets"] == "train":
-            self.mm_targets = self.data.time_mean_moments(int(cfg["model"]["num_classes"]), MM_CROPS, self.seed)
+            self.mm_targets = L.class_moments(*self.data.crop_time_means(MM_CROPS, self.seed),
+                                              int(cfg["model"]["num_classes"]))
         self.pool = pool
         self.step, self.best = 0, {"score": None, "step": None}
         self.g, self.d = self.G, self.D  # what forward passes go through (DDP wrappers if any)
@@ -148,7 +149,7 @@ class GANTrainer:
                         p_real = teacher_logits(teacher, x, self.data)
                     sml = L.softmax_matching_loss(p_real, teacher_logits(teacher, fake, self.data))
                 if lam.get("lambda_mm"):
-                    targets = self.mm_targets or L.batch_time_mean_moments(x, y, int(self.cfg["model"]["num_classes"]))
+                    targets = self.mm_targets or L.class_moments(x.mean(1), y, int(self.cfg["model"]["num_classes"]))
                     mm = L.moment_matching_loss(fake, y, *targets)
                 adv = L.generator_adversarial_loss(d_fake.float())
                 cls = L.classification_loss(logits, y) if lam["lambda_cls_fake"] else None
