@@ -523,19 +523,27 @@ def test_time_mean_moments_reads_train_only_and_measures_offset_and_spread(env, 
     moved = tm.moments(2 * real + 0.5, real, 0.25)
     assert abs(moved["spread"] - 2.0) < 1e-9 and moved["offset"] > 0
     assert abs(tm.moments(real + 0.5, real, 0.25)["offset"] - 2.0) < 1e-9  # 0.5 in every dim / 0.25
+    # precision / recall: the same points cover each other; a far cloud covers nothing and is
+    # covered by nothing; a collapsed cloud inside the real one is precise but covers little
+    assert tm.precision_recall(real, real, 3) == {"precision": 1.0, "recall": 1.0}
+    assert tm.precision_recall(real + 100.0, real, 3) == {"precision": 0.0, "recall": 0.0}
+    collapsed = tm.precision_recall(real.mean(0) + 0.01 * real, real, 3)
+    assert collapsed["precision"] == 1.0 and collapsed["recall"] < 0.5
+    assert tm.precision_recall(np.concatenate([real, real + 100.0]), real, 3)["recall"] == 1.0  # first len(real) only
 
     r = train_gan(gan_cfg(steps=2), env["store"].path, "fold1", env["pool"], out_dir=tmp_path, device="cpu")
     g = load_generator(Path(r["run_dir"]) / "generator.pt")
     store, parts = env["store"], []
     split = store.split
     monkeypatch.setattr(store, "split", lambda fold, part: parts.append(part) or split(fold, part))
-    out = tm.fold_moments(store, 1, {"gan": g}, n=6, seed=0)
+    out = tm.fold_moments(store, 1, {"gan": g}, n=6, seed=0, neighbours=2)
     assert set(parts) == {"train"}
     assert set(out["sets"]) == {tm.crop_name(g.T), "gan"}
     names = {v: k for k, v in store.label_map.items()}
     assert out["counts"] == dict(Counter(names[c] for c in store.labels(split(1, "train"))))
     for s in out["sets"].values():
         assert set(s["per_class"]) == set(out["counts"]) and s["offset"] >= 0 and s["spread"] > 0
+        assert 0.0 <= s["precision"] <= 1.0 and 0.0 <= s["recall"] <= 1.0
     before = [b.clone() for b in g.generator.buffers()]
     tm.standing_stats(g, batches=2, batch_size=8, seed=0)
     assert not g.generator.training and any(not torch.equal(a, b) for a, b in zip(before, g.generator.buffers()))

@@ -25,6 +25,7 @@ TINY = {
                        g_dilations=[1, 2], attn_after=3, attn_dim=8, attn_heads=2, d_channels=[4, 4, 4],
                        d_strides=[2, 2, 1], d_kernel_size=[5, 3, 3]),
 }
+TINY["gan_att_1d_mean"] = dict(TINY["gan_att_1d"], g_mean_hidden=[16], d_mean_hidden=[16, 8])
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +44,7 @@ def test_shapes_and_feature_maps(arch):
     assert x.shape == (4, cfg["T"], cfg["D"])
     critic, logits, feats = D(x, return_features=True)
     assert critic.shape == (4,) and logits.shape == (4, 3)
-    n_layers = len(cfg.get("d_channels", cfg.get("d_hidden")))
+    n_layers = len(cfg.get("d_channels", cfg.get("d_hidden"))) + len(cfg.get("d_mean_hidden", []))
     assert len(feats) == n_layers and all(f.shape[0] == 4 for f in feats)
     assert len(D(x)) == 2
 
@@ -124,6 +125,32 @@ def test_1d_convs_treat_feature_units_as_unordered_channels():
         build_gan(dict(cfg, conv="3d"))
     with pytest.raises(UserError, match="g_up"):
         build_gan(dict(cfg, g_up=[[1, 2], 2]))
+
+
+def test_mean_path_makes_the_time_mean_and_shows_it_to_the_critic():
+    cfg = TINY["gan_att_1d_mean"]
+    G, D = build_gan(cfg)
+    G.eval()  # BatchNorm running stats, so mean_head(z) is per sample
+    z = G.sample_noise(torch.tensor([0, 1, 2, 1]))
+    with torch.no_grad():
+        x = G(z)
+        # the conv stack only adds residuals: the time mean is the MLP head's output exactly
+        assert torch.allclose(x.mean(1), G.mean_head(z).squeeze(1), atol=1e-5)
+        assert x.std(1).min() > 0  # and the frames still vary
+    # the critic reads the time mean through its own layers: shifting it moves the critic, and
+    # those layers get gradients
+    real = torch.randn(4, cfg["T"], cfg["D"])
+    critic = D(real)[0]
+    assert not torch.allclose(critic, D(real + 0.5)[0])
+    critic.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in D.mean_layers.parameters())
+    # off by default, with the state dict of a model saved before the option existed
+    plain = {k: v for k, v in cfg.items() if not k.endswith("_mean_hidden")}
+    for a, b in zip(build_gan(plain), build_gan(dict(plain, g_mean_hidden=[], d_mean_hidden=[]))):
+        assert a.state_dict().keys() == b.state_dict().keys()
+    assert build_gan(plain)[0].mean_head is None
+    with pytest.raises(UserError, match="conv=1d"):
+        build_gan(dict(TINY["gan_att"], g_mean_hidden=[16]))
 
 
 def test_discriminator_has_no_batchnorm_and_gp_runs():

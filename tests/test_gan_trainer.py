@@ -120,6 +120,21 @@ def test_train_split_time_mean_targets_are_each_class_moments_of_crops(env):
         assert torch.allclose(m_mean[c], items.mean(0)) and torch.allclose(m_std[c], items.std(0))
     assert torch.allclose(mean, m_mean, atol=0.5)
 
+def test_mean_path_trains_exports_and_loads(env, tmp_path):
+    """The 1-D GAN-ATT with the mean path through the whole trainer (both critic inputs feed
+    feature matching and the GP) and back from generator.pt: the loaded generator's time mean,
+    de-standardised, is its MLP head's."""
+    cfg = gan_cfg(steps=2)
+    cfg["model"].update(conv="1d", g_mean_hidden=[16], d_mean_hidden=[16])
+    r = _train(env, tmp_path, cfg)
+    g = ck.load_generator(Path(r["run_dir"]) / "generator.pt")
+    assert g.generator.mean_head is not None
+    y, e = torch.tensor([0, 1, 2, 3]), torch.randn(4, g.noise_dim)
+    mean, std = (torch.from_numpy(a) for a in env["store"].stats("fold1"))
+    head = g.generator.mean_head(g.generator.make_z(y, e)).squeeze(1)
+    assert torch.allclose(g(y, e).mean(1), head * std + mean, atol=1e-4)
+
+
 def test_gan_mlp_may_standardise_its_means_with_their_own_statistics(env, tmp_path):
     """train.standardize=means: GAN-MLP's utterance means get unit scale per dimension (with
     frame statistics their spread is the layer's between-utterance share), and the exported

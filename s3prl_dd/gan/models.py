@@ -7,7 +7,7 @@ generator's noise is z = [one-hot(y) ⊕ e], e ~ N(0, I) of ``noise_dim``.
   the 4th generator conv layer (paper's GAN-ATT).
 - ``model.conv: 1d`` (beyond the paper, ``s3prl_dd.gan.time_conv``): GAN-CNN / GAN-ATT with the
   D feature units as channels and convolutions over time only, for SSL features whose units
-  have no order.
+  have no order; optionally with a mean path (``g_mean_hidden`` / ``d_mean_hidden``).
 - ``gan_mlp``: beyond the paper, for the SUPERB ER model, which is linear in the utterance's
   time mean: the generator makes one D-dim vector, returned as (B, 1, D) (T = 1 features).
 
@@ -195,14 +195,21 @@ class MLPGenerator(ConditionalGenerator):
 
 
 # ============================================================================ discriminators
-def critic_forward(critic: nn.Module, h: torch.Tensor, return_features: bool):
+def critic_forward(critic: nn.Module, h: torch.Tensor, return_features: bool, mean: torch.Tensor | None = None):
     """A discriminator's ``layers`` on h, then its two heads on the flattened output:
-    critic (B,), logits (B, C)[, every layer's output for feature matching (Eq. 3)]."""
+    critic (B,), logits (B, C)[, every layer's output for feature matching (Eq. 3)].
+    With ``mean`` (B, D), the critic's ``mean_layers`` run on it too and their output joins
+    the flattened map before the heads (the mean path of ``s3prl_dd.gan.time_conv``)."""
     feats = []
     for layer in critic.layers:
         h = layer(h)
         feats.append(h)
     h = h.flatten(1)
+    if exists(mean):
+        for layer in critic.mean_layers:
+            mean = layer(mean)
+            feats.append(mean)
+        h = torch.cat([h, mean], dim=1)
     out = (critic.critic(h).squeeze(-1), critic.classifier(h))
     return (*out, feats) if return_features else out
 
@@ -245,6 +252,16 @@ class ConvDiscriminator(nn.Module):
         return critic_forward(self, x.unsqueeze(1), return_features)
 
 
+def mlp_critic_layers(width: int, hidden) -> tuple[nn.ModuleList, int]:
+    """[Linear, LayerNorm, LeakyReLU] per entry of ``hidden`` (LayerNorm: per sample, for the
+    gradient penalty), and the output width."""
+    layers = []
+    for h in hidden:
+        layers.append(nn.Sequential(nn.Linear(width, h), nn.LayerNorm(h), nn.LeakyReLU(LEAK)))
+        width = h
+    return nn.ModuleList(layers), width
+
+
 class MLPDiscriminator(nn.Module):
     """GAN-MLP discriminator on utterance vectors: [Linear, LayerNorm, LeakyReLU]* and the same
     two heads. Takes (B, T, D) and averages over time, so (B, 1, D) utterance means and
@@ -252,11 +269,8 @@ class MLPDiscriminator(nn.Module):
 
     def __init__(self, D, num_classes, hidden):
         super().__init__()
-        self.D, layers, width = D, [], D
-        for h in hidden:
-            layers.append(nn.Sequential(nn.Linear(width, h), nn.LayerNorm(h), nn.LeakyReLU(LEAK)))
-            width = h
-        self.layers = nn.ModuleList(layers)
+        self.D = D
+        self.layers, width = mlp_critic_layers(D, hidden)
         self.critic = nn.Linear(width, 1)
         self.classifier = nn.Linear(width, num_classes)
 
@@ -270,7 +284,8 @@ class MLPDiscriminator(nn.Module):
 _COMMON = {"arch", "T", "D", "num_classes", "noise_dim"}
 _KEYS = {
     "gan_cnn": _COMMON | {"conv", "g_init_channels", "g_channels", "g_up", "g_dilations", "g_final_up",
-                          "d_channels", "d_strides", "d_dilations", "d_kernel_size"},
+                          "d_channels", "d_strides", "d_dilations", "d_kernel_size",
+                          "g_mean_hidden", "d_mean_hidden"},
     "gan_mlp": _COMMON | {"g_hidden", "d_hidden"},
 }
 _KEYS["gan_att"] = _KEYS["gan_cnn"] | {"attn_after", "attn_dim", "attn_heads"}
@@ -298,14 +313,19 @@ def build_gan(cfg: Mapping) -> tuple[ConditionalGenerator, nn.Module]:
         return (MLPGenerator(D, C, noise, _require(cfg, "g_hidden")),
                 MLPDiscriminator(D, C, _require(cfg, "d_hidden")))
     T, conv = _require(cfg, "T"), cfg.get("conv", "2d")
+    mean_path = {k: list(cfg.get(k) or []) for k in ("g_mean_hidden", "d_mean_hidden")}
     if conv == "2d":
-        G, Dis, g_extra = ConvGenerator, ConvDiscriminator, {"final_up": cfg.get("g_final_up", 1)}
+        if any(mean_path.values()):
+            raise UserError("model.g_mean_hidden / d_mean_hidden (the mean path) need model.conv=1d")
+        G, Dis = ConvGenerator, ConvDiscriminator
+        g_extra, d_extra = {"final_up": cfg.get("g_final_up", 1)}, {}
     elif conv == "1d":
         from s3prl_dd.gan.time_conv import TimeConvDiscriminator, TimeConvGenerator
 
         if cfg.get("g_final_up", 1) != 1:
             raise UserError("model.g_final_up must be 1 with model.conv=1d (the output layer maps channels to D)")
-        G, Dis, g_extra = TimeConvGenerator, TimeConvDiscriminator, {}
+        G, Dis = TimeConvGenerator, TimeConvDiscriminator
+        g_extra, d_extra = {"mean_hidden": mean_path["g_mean_hidden"]}, {"mean_hidden": mean_path["d_mean_hidden"]}
     else:
         raise UserError(f"model.conv '{conv}' is not one of 2d, 1d")
     generator = G(
@@ -325,6 +345,7 @@ def build_gan(cfg: Mapping) -> tuple[ConditionalGenerator, nn.Module]:
         strides=cfg.get("d_strides", 2),
         dilations=cfg.get("d_dilations", 1),
         kernel_size=cfg.get("d_kernel_size", 3),
+        **d_extra,
     )
     return generator, discriminator
 

@@ -9,6 +9,14 @@ the convolutions run over time only, as in speech vocoders and SSL front ends. T
 otherwise the paper's: transposed-conv + dilated-conv stages with BatchNorm in the generator, one
 time self-attention after a chosen conv layer for GAN-ATT, and a GroupNorm critic with a critic
 head and a class head on the flattened map whose layer outputs feed feature matching (Eq. 3).
+
+The mean path (``model.g_mean_hidden`` / ``d_mean_hidden``, both empty = off; beyond the paper).
+The SUPERB ER model pools a sequence to its time mean first, and the conv GAN-ATT misses the
+real class means of time means by ~0.45 within-class standard deviations where GAN-MLP, which
+generates the mean itself, is at the level of real crops (README, "What the GAN-ATT's time means
+miss"). With the mean path the generator's time mean is the output of GAN-MLP's generator (an
+MLP on the same z) and the conv stack only adds residuals with zero time mean; the critic runs
+GAN-MLP's critic layers on the input's time mean beside its conv layers and reads both.
 """
 from __future__ import annotations
 
@@ -17,7 +25,8 @@ import math
 import torch
 from torch import nn
 
-from s3prl_dd.gan.models import LEAK, ConditionalGenerator, TimeSelfAttention, critic_forward, ints_per_layer
+from s3prl_dd.gan.models import (LEAK, ConditionalGenerator, MLPGenerator, TimeSelfAttention, critic_forward,
+                                  ints_per_layer, mlp_critic_layers)
 from s3prl_dd.utils import UserError, exists
 
 
@@ -36,10 +45,11 @@ class TimeTokenAttention(TimeSelfAttention):
 
 
 class TimeConvGenerator(ConditionalGenerator):
-    """z -> Linear -> (C0, ⌈T/Πu⌉) -> [ConvTranspose1d ×u, Conv1d (dilated)]* -> Conv1d to D."""
+    """z -> Linear -> (C0, ⌈T/Πu⌉) -> [ConvTranspose1d ×u, Conv1d (dilated)]* -> Conv1d to D;
+    with ``mean_hidden``, + GAN-MLP's generator on z as the time mean of the output."""
 
     def __init__(self, T, D, num_classes, noise_dim, init_channels, channels, up=2, dilations=1,
-                 attn_after=None, attn_dim=256, attn_heads=4):
+                 attn_after=None, attn_dim=256, attn_heads=4, mean_hidden=()):
         super().__init__(T, D, num_classes, noise_dim)
         n = len(channels)
         ups, dils = ints_per_layer(up, n, "g_up"), ints_per_layer(dilations, n, "g_dilations")
@@ -63,18 +73,23 @@ class TimeConvGenerator(ConditionalGenerator):
             raise UserError(f"model.attn_after={attn_after}: the generator has {n_conv} conv layers")
         self.body = nn.Sequential(*layers)
         self.to_features = nn.Conv1d(c_in, D, 3, padding=1)  # linear output: features are standardised
+        self.mean_head = MLPGenerator(D, num_classes, noise_dim, list(mean_hidden)) if mean_hidden else None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.project_act(self.project(z).view(z.shape[0], *self.init_shape))
-        return self.to_features(self.body(h)).transpose(1, 2)[:, : self.T]
+        x = self.to_features(self.body(h)).transpose(1, 2)[:, : self.T]
+        if exists(self.mean_head):
+            x = self.mean_head(z) + (x - x.mean(1, keepdim=True))
+        return x
 
 
 class TimeConvDiscriminator(nn.Module):
     """Conv1d layers over time (the D units are the first layer's input channels), each with
     GroupNorm(1, C) (per-sample, for the gradient penalty) + LeakyReLU, then the critic and class
-    heads on the flattened map. Padding dilation·(k-1)/2, so a stride-s layer maps L to ⌈L/s⌉."""
+    heads on the flattened map. Padding dilation·(k-1)/2, so a stride-s layer maps L to ⌈L/s⌉.
+    With ``mean_hidden``, GAN-MLP's critic layers on the time mean too, read by both heads."""
 
-    def __init__(self, T, D, num_classes, channels, strides=2, dilations=1, kernel_size=3):
+    def __init__(self, T, D, num_classes, channels, strides=2, dilations=1, kernel_size=3, mean_hidden=()):
         super().__init__()
         self.T, self.D, n = T, D, len(channels)
         strides, dils = ints_per_layer(strides, n, "d_strides"), ints_per_layer(dilations, n, "d_dilations")
@@ -91,11 +106,13 @@ class TimeConvDiscriminator(nn.Module):
                 raise UserError(f"model.d_strides shrink T={T} to nothing")
             c_in = c_out
         self.layers = nn.ModuleList(layers)
-        self.critic = nn.Linear(c_in * t, 1)
-        self.classifier = nn.Linear(c_in * t, num_classes)
+        self.mean_layers, mean_width = mlp_critic_layers(D, mean_hidden) if mean_hidden else (None, 0)
+        self.critic = nn.Linear(c_in * t + mean_width, 1)
+        self.classifier = nn.Linear(c_in * t + mean_width, num_classes)
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
         """x (B, T, D) -> critic (B,), logits (B, C)[, the M layer outputs for Eq. 3]."""
         if tuple(x.shape[1:]) != (self.T, self.D):
             raise ValueError(f"discriminator expects (B, {self.T}, {self.D}), got {tuple(x.shape)}")
-        return critic_forward(self, x.transpose(1, 2), return_features)
+        mean = x.mean(1) if exists(self.mean_layers) else None
+        return critic_forward(self, x.transpose(1, 2), return_features, mean)
