@@ -112,6 +112,12 @@ def _parse_value(text: str):
             return low == "true"
         if low in ("none", "null"):
             return None
+        if text.startswith("[") and text.endswith("]"):
+            # -o gan.variants=[baseline, div_sml]: unquoted names, as in the YAML configs
+            try:
+                return yaml.safe_load(text)
+            except yaml.YAMLError:
+                pass
         return text
 
 

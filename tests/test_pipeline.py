@@ -51,6 +51,15 @@ def test_a_gans_overrides_may_be_given_as_a_list_since_double_commas_split_o(tmp
     with pytest.raises(UserError, match="does not exist"):  # the string form cannot carry a second key
         load_pipeline_config(path, "gan.overrides.gan_mlp='train.steps=6,,loss.lambda_mm=10.0'")
 
+def test_o_takes_a_list_of_unquoted_names_as_the_yaml_configs_write_it(tmp_path):
+    path = write_cfg(tmp_path)
+    assert load_pipeline_config(path, "gan.variants=[baseline, div_sml]")["gan"]["variants"] == ["baseline", "div_sml"]
+    assert load_pipeline_config(path, "gan.variants=['div_sml']")["gan"]["variants"] == ["div_sml"]
+    assert load_pipeline_config(path, "budgets=[1, 5]")["budgets"] == [1, 5]
+    with pytest.raises(UserError, match=r"expected a list, got '\[baseline' \(e\.g\."):  # unclosed: stays text
+        load_pipeline_config(path, "gan.variants=[baseline")
+
+
 def test_class_counts_budgets():
     real = [40, 30, 20, 10]
     assert class_counts(5, "balanced", real) == {"neu": 5, "hap": 5, "ang": 5, "sad": 5}

@@ -105,10 +105,7 @@ def _check_shapes(cfg: dict) -> None:
     for key in LISTS + tuple(f"gan.{k}" for k in ("archs", "variants")):
         node = cfg["gan"][key[4:]] if key.startswith("gan.") else cfg[key]
         if not isinstance(node, list):
-            # -o values are Python literals: an unquoted name inside [...] stays one string
-            names = [v.strip(" '\"") for v in str(node).strip("[]").split(",")]
-            names = [int(v) if v.lstrip("-").isdigit() else v for v in names]
-            raise UserError(f"{key}: expected a list, got {node!r} (e.g. {key}={names!r})")
+            raise UserError(f"{key}: expected a list, got {node!r} (e.g. {key}=[{node}])")
     for key in ("corpus", "per_downstream", "distill") + tuple(f"gan.{k}" for k in ("configs", "overrides", "arch_variants")):
         node = cfg["gan"][key[4:]] if key.startswith("gan.") else cfg[key]
         if not isinstance(node, dict):
