@@ -1,7 +1,9 @@
-"""Did each GAN of a lambda_sweep.py JSON converge? Read from the quick-eval dev curves the sweep
-keeps (``dev_curve``); nothing is retrained, test is never read.
+"""Did each GAN converge? Read from the quick-eval dev curves (``dev_curve``) that a
+lambda_sweep.py JSON keeps, or that a pipeline run's results.json keeps per GAN (``RESULTS:PREFIX``:
+the GANs named PREFIX-fold*, e.g. ``results/x/results.json:gan_att-baseline``); nothing is
+retrained, test is never read.
 
-    python benchmarks/gan_convergence.py SWEEP [SWEEP ...] [--edge 0.1] [--out JSON]
+    python benchmarks/gan_convergence.py SWEEP|RESULTS:PREFIX [...] [--edge 0.1] [--out JSON]
 
 Per run: the best step and where it falls in the run (``at_edge``: in the last ``--edge``
 fraction of the steps, so the run may have stopped while still improving); the last evaluation
@@ -40,7 +42,8 @@ def _mean_between(curve: list, lo: float, hi: float) -> float:
 def run_convergence(run: dict, edge: float) -> dict:
     curve, steps = run.get("dev_curve"), run["steps"]
     if not curve:
-        raise UserError(f"{run.get('run_dir')}: no dev_curve in the sweep (rerun lambda_sweep.py: it adds them)")
+        raise UserError(f"{run.get('run_dir')}: no dev_curve (rerun lambda_sweep.py, or the pipeline on its run "
+                        "directory: both add them)")
     best_step, best = max(curve, key=lambda p: (p[1], -p[0]))   # ties: the earlier step
     last = curve[-1][1]
     return {"fold": run["fold"], "run_dir": run.get("run_dir"), "steps": steps,
@@ -59,11 +62,27 @@ def sweep_convergence(sweep: dict, edge: float) -> dict:
             "mean_best_dev_uar": statistics.fmean(r["best_dev_uar"] for r in runs)}
 
 
+def load_runs(arg: str) -> dict:
+    """A sweep JSON as it is, or a pipeline results.json's GANs named PREFIX-fold* as a sweep's runs."""
+    path, _, prefix = arg.partition(":")
+    if not Path(path).is_file():
+        raise UserError(f"no sweep or results JSON at {path}")
+    data = json.loads(Path(path).read_text())
+    if not prefix:
+        return data
+    gans = [g for g in data.get("gans", []) if g["gan"].startswith(f"{prefix}-fold")]
+    if not gans:
+        raise UserError(f"{path}: no GAN named {prefix}-fold* among its gans")
+    return {"runs": [{"fold": g["gan"][len(prefix) + 1:], "run_dir": g["gan"], "steps": g["steps"],
+                      "dev_curve": g.get("dev_curve")} for g in gans]}
+
+
 def print_sweep(name: str, s: dict) -> None:
     print(f"\n{name}")
-    print("fold  steps  best step  best dev  last dev  late rise  quarter rise")
+    w = max(4, *(len(str(r["fold"])) for r in s["runs"]))
+    print(f"{'fold':>{w}}  steps  best step  best dev  last dev  late rise  quarter rise")
     for r in s["runs"]:
-        print(f"{r['fold']:>4}  {r['steps']:>5}  {r['best_step']:>9}{'*' if r['at_edge'] else ' '} "
+        print(f"{str(r['fold']):>{w}}  {r['steps']:>5}  {r['best_step']:>9}{'*' if r['at_edge'] else ' '} "
               f"{100 * r['best_dev_uar']:8.1f}  {100 * r['last_dev_uar']:8.1f}  {100 * r['late_rise']:+9.1f}  "
               f"{100 * r['quarter_rise']:+12.1f}")
     print(f"best step at the run's edge (*): {s['at_edge']} of {s['n']}; last eval above the one at 3/4 of the run: "
@@ -73,7 +92,7 @@ def print_sweep(name: str, s: dict) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("sweeps", nargs="+", help="lambda_sweep.py JSONs")
+    p.add_argument("sweeps", nargs="+", help="lambda_sweep.py JSONs or RESULTS.json:PREFIX")
     p.add_argument("--edge", type=float, default=0.1, help="the run's last fraction where a best step counts as at its edge")
     p.add_argument("--out", help="write the figures here (JSON)")
     a = p.parse_args(argv)
@@ -81,9 +100,7 @@ def main(argv=None) -> int:
         p.error("--edge must lie in (0, 1)")
     result = {}
     for path in a.sweeps:
-        if not Path(path).is_file():
-            raise UserError(f"no sweep JSON at {path}")
-        result[path] = sweep_convergence(json.loads(Path(path).read_text()), a.edge)
+        result[path] = sweep_convergence(load_runs(path), a.edge)
         print_sweep(path, result[path])
     if a.out:
         atomic_write_json({"edge": a.edge, "sweeps": result}, Path(a.out))

@@ -45,6 +45,7 @@ from s3prl_dd.features.store import FeatureStore  # noqa: E402
 from s3prl_dd.gan import checkpoint as ck  # noqa: E402
 from s3prl_dd.gan.config import resolve_config  # noqa: E402
 from s3prl_dd.gan.trainer import train_gan  # noqa: E402
+from s3prl_dd.runlog import gan_curves  # noqa: E402
 from s3prl_dd.utils import UserError, apply_overrides, atomic_write_json  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "lambda_sweep.json"
@@ -56,15 +57,6 @@ def floats(text: str) -> list[float]:
 
 def pair_overrides(lam_div: float, lam_sml: float) -> str:
     return f"loss.lambda_div={lam_div!r},,loss.lambda_sml={lam_sml!r}"
-
-
-def curves(run_dir: Path) -> dict:
-    """The run's convergence from its metrics.jsonl, as [step, value] in step order: the quick
-    evaluation's dev UAR and the critic's Wasserstein estimate (kept in the sweep's JSON, so the
-    curves a report quotes need no run directory)."""
-    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    return {"dev_curve": [[r["step"], r["dev_uar"]] for r in recs if r.get("split") == "eval"],
-            "wasserstein_curve": [[r["step"], r["critic/wasserstein"]] for r in recs if "critic/wasserstein" in r]}
 
 
 def gan_run(cfg_file, store, fold: str, pool, out: Path, overrides: str, device) -> dict:
@@ -80,7 +72,7 @@ def gan_run(cfg_file, store, fold: str, pool, out: Path, overrides: str, device)
                       overrides=overrides, name=out.name)
     run_dir = Path(r["run_dir"])
     return {"run_dir": str(run_dir), "best_dev_uar": r["best_dev_uar"], "best_step": r["best_step"],
-            "steps": r["step"], "train_seconds": r["train_seconds"], **curves(run_dir), "reused": reused}
+            "steps": r["step"], "train_seconds": r["train_seconds"], **gan_curves(run_dir), "reused": reused}
 
 
 def choose(runs: list[dict]) -> dict:

@@ -26,7 +26,7 @@ The same figures for real ``T``-frame crops (one random crop per utterance, the 
 largest ``T``) say what the crop alone gives: a GAN trained on crops can at best match those. Each value
 is the mean over classes weighted by the real train class counts; the JSON keeps every class.
 ``--standing-stats N`` first recomputes each generator's BatchNorm statistics for its exported
-weights (see ``standing_stats``), to ask whether the EMA's borrowed statistics cause an offset."""
+weights (``s3prl_dd.gan.sampler.standing_stats``), to ask whether the EMA's borrowed statistics cause an offset."""
 from __future__ import annotations
 
 import argparse
@@ -47,7 +47,7 @@ from s3prl_dd.features.store import FeatureStore  # noqa: E402
 from s3prl_dd.gan.checkpoint import load_generator  # noqa: E402
 from s3prl_dd.gan.data import crop_or_tile  # noqa: E402
 from s3prl_dd.gan.realdata import step_generator  # noqa: E402
-from s3prl_dd.gan.sampler import generate_class  # noqa: E402
+from s3prl_dd.gan.sampler import generate_class, standing_stats  # noqa: E402
 from s3prl_dd.pipeline.config import load_pipeline_config  # noqa: E402
 from s3prl_dd.pipeline.layers import fold_stores  # noqa: E402
 from s3prl_dd.utils import atomic_write_json  # noqa: E402
@@ -79,23 +79,6 @@ def precision_recall(means: np.ndarray, real: np.ndarray, k: int) -> dict:
 def weighted(per_class: dict, counts: dict, key: str) -> float:
     total = sum(counts.values())
     return sum(per_class[c][key] * counts[c] / total for c in per_class)
-
-
-@torch.no_grad()
-def standing_stats(g, batches: int, batch_size: int, seed: int) -> None:
-    """Recompute the generator's BatchNorm statistics for its own (EMA) weights (BigGAN's
-    "standing statistics"): the EMA copies the live generator's running statistics, which were
-    gathered under other weights. Labels follow the real class prior, as in training batches."""
-    norms = [m for m in g.generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a plain average over the batches below
-    rng = torch.Generator().manual_seed(seed)
-    g.generator.train()
-    for _ in range(batches):
-        y = torch.multinomial(torch.tensor(g.prior), batch_size, replacement=True, generator=rng)
-        g.generator.generate(y, torch.randn(batch_size, g.noise_dim, generator=rng))
-    g.generator.eval()
 
 
 KEYS = ("offset", "spread", "precision", "recall")

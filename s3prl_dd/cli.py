@@ -67,7 +67,8 @@ def _sample(args):
     check_output_dir(args.out, "--out")
     store = sample_to_store(args.generator, args.out, ppc=args.ppc, total=args.total,
                             balance=args.balance, counts=args.counts, seed=args.seed,
-                            length=args.length, device=args.device or "cpu", truncation=args.truncation)
+                            length=args.length, device=args.device or "cpu", truncation=args.truncation,
+                            standing=args.standing_stats)
     print(json.dumps({"store": str(store.path), "n_items": len(store), "counts": store.meta["counts"]}, indent=1))
 
 
@@ -156,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, help="frames per sample (crop/tile the generator's T)")
     p.add_argument("--truncation", type=float, default=1.0,
                    help="noise scale psi in (0, 1]: samples from psi * N(0, I) (1 = plain i.i.d. sampling)")
+    p.add_argument("--standing-stats", type=int, default=0, metavar="BATCHES",
+                   help="first recompute BatchNorm statistics for the exported (EMA) weights from this many "
+                        "batches of 32 samples (0 = off, the training statistics)")
     p.add_argument("--device")
     p.set_defaults(func=_sample)
     p = sub.add_parser("pipeline", help="the whole pipeline and experiment grid, resumable")

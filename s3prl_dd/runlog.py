@@ -11,6 +11,21 @@ from pathlib import Path
 from .utils import append_jsonl, atomic_write_text
 
 
+def read_metrics(path) -> list[dict]:
+    """The records of a ``metrics.jsonl``, in the order they were written."""
+    return [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln.strip()]
+
+
+def gan_curves(run_dir) -> dict:
+    """A GAN run's convergence as [step, value] pairs: the quick evaluation's dev UAR and the
+    critic's Wasserstein estimate. Result JSONs keep these, so a report that quotes a curve needs
+    no run directory."""
+    path = Path(run_dir) / "metrics.jsonl"
+    recs = read_metrics(path) if path.is_file() else []   # a run exported without its log has no curve
+    return {"dev_curve": [[r["step"], r["dev_uar"]] for r in recs if r.get("split") == "eval" and "dev_uar" in r],
+            "wasserstein_curve": [[r["step"], r["critic/wasserstein"]] for r in recs if "critic/wasserstein" in r]}
+
+
 class RunLog:
     def __init__(self, run_dir, resume_step: int | None = None, flush: bool = False):
         self.dir, self.tb, self.flush = (Path(run_dir) if run_dir is not None else None), None, flush

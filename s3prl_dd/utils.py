@@ -112,8 +112,9 @@ def _parse_value(text: str):
             return low == "true"
         if low in ("none", "null"):
             return None
-        if text.startswith("[") and text.endswith("]"):
-            # -o gan.variants=[baseline, div_sml]: unquoted names, as in the YAML configs
+        if (text[:1], text[-1:]) in (("[", "]"), ("{", "}")):
+            # -o gan.variants=[baseline, div_sml] or distill={gan: {truncation: 0.5}}: unquoted
+            # names, as in the YAML configs
             try:
                 return yaml.safe_load(text)
             except yaml.YAMLError:

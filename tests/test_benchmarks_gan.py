@@ -501,6 +501,26 @@ def test_gan_convergence_refuses_a_sweep_without_curves(tmp_path):
         bench.main([str(path)])
 
 
+def test_gan_convergence_reads_a_pipeline_runs_gans(tmp_path):
+    bench = load_benchmark("gan_convergence")
+    curve = lambda peak: [[s, 0.9 if s == peak else 0.5] for s in (250, 500, 750, 1000)]  # noqa: E731
+    gans = [{"gan": "gan_att-baseline-fold1-g0", "steps": 1000, "dev_curve": curve(1000)},
+            {"gan": "gan_att-baseline-fold2-g0", "steps": 1000, "dev_curve": curve(500)},
+            {"gan": "gan_att-div_sml-fold1-g0", "steps": 1000, "dev_curve": curve(250)}]
+    path, out = tmp_path / "results.json", tmp_path / "c.json"
+    path.write_text(json.dumps({"gans": gans}))
+    assert bench.main([f"{path}:gan_att-baseline", "--out", str(out)]) == 0
+    s = json.loads(out.read_text())["sweeps"][f"{path}:gan_att-baseline"]
+    assert [r["fold"] for r in s["runs"]] == ["fold1-g0", "fold2-g0"]     # the other variant is not read
+    assert [r["best_step"] for r in s["runs"]] == [1000, 500] and s["at_edge"] == 1
+    with pytest.raises(bench.UserError, match="no GAN named gan_cnn-baseline-fold"):
+        bench.main([f"{path}:gan_cnn-baseline"])
+    gans[0].pop("dev_curve")                                           # a results.json from before the curves
+    path.write_text(json.dumps({"gans": gans}))
+    with pytest.raises(bench.UserError, match="no dev_curve"):
+        bench.main([f"{path}:gan_att-baseline"])
+
+
 def test_every_benchmark_script_ends_through_run_main():
     # a script that calls main() bare prints a traceback for a typo in a path
     for script in sorted(BENCH.glob("*.py")):

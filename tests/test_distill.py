@@ -102,7 +102,8 @@ def env(tmp_path_factory):
 
 
 def _make(env, source, ppc, seed=0, **kw):
-    gen = env["gen"][kw.pop("arch", "gan_mlp")] if source.startswith("gan") else None
+    arch = kw.pop("arch", "gan_mlp")
+    gen = kw.pop("generator", env["gen"][arch] if source.startswith("gan") else None)
     cfg = kw.pop("cfg", FAST.get(source))
     return make_training_set(source, env["store"], "fold1", ppc, seed, generator=gen, cfg=cfg, **kw)
 
@@ -188,6 +189,23 @@ def test_truncation_scales_the_plain_noise_and_pulls_samples_together(env):
     for bad in (0, 1.5, "x"):
         with pytest.raises(UserError, match="truncation must be"):
             _make(env, "gan", 1, 0, cfg={"truncation": bad})
+
+
+def test_standing_stats_resample_the_same_noise_and_leave_a_given_generator_alone(env):
+    plain = _make(env, "gan", 3, 1, arch="gan_att")
+    standing = _make(env, "gan", 3, 1, arch="gan_att", cfg={"standing_stats": 2})
+    assert np.array_equal(plain.latents, standing.latents) and standing.info["standing_stats"] == 2
+    assert "standing_stats" not in plain.info
+    assert not np.allclose(_feats(plain), _feats(standing))
+    again = _make(env, "gan", 3, 1, arch="gan_att", cfg={"standing_stats": 2})  # once per generator file
+    assert np.array_equal(_feats(again), _feats(standing))
+    g = load_generator(env["gen"]["gan_att"])
+    before = {k: v.clone() for k, v in g.generator.state_dict().items()}
+    loaded = _make(env, "gan", 3, 1, arch="gan_att", generator=g, cfg={"standing_stats": 2})
+    assert np.allclose(_feats(loaded), _feats(standing), atol=1e-6)
+    assert all(torch.equal(v, g.generator.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(UserError, match="standing_stats must be"):
+        _make(env, "gan", 1, 0, cfg={"standing_stats": -2})
 
 
 # ---------------------------------------------------------------------------- latents: save / load

@@ -51,8 +51,10 @@ def test_a_gans_overrides_may_be_given_as_a_list_since_double_commas_split_o(tmp
     with pytest.raises(UserError, match="does not exist"):  # the string form cannot carry a second key
         load_pipeline_config(path, "gan.overrides.gan_mlp='train.steps=6,,loss.lambda_mm=10.0'")
 
-def test_o_takes_a_list_of_unquoted_names_as_the_yaml_configs_write_it(tmp_path):
+def test_o_takes_a_list_or_mapping_of_unquoted_names_as_the_yaml_configs_write_it(tmp_path):
     path = write_cfg(tmp_path)
+    for text in ("distill={gan: {standing_stats: 200}}", "distill={'gan': {'standing_stats': 200}}"):
+        assert load_pipeline_config(path, text)["distill"] == {"gan": {"standing_stats": 200}}
     assert load_pipeline_config(path, "gan.variants=[baseline, div_sml]")["gan"]["variants"] == ["baseline", "div_sml"]
     assert load_pipeline_config(path, "gan.variants=['div_sml']")["gan"]["variants"] == ["div_sml"]
     assert load_pipeline_config(path, "budgets=[1, 5]")["budgets"] == [1, 5]
@@ -179,6 +181,26 @@ def test_crash_mid_grid_then_rerun_recomputes_nothing_complete(tmp_path, monkeyp
     recomputed.clear()
     run_mod.run_pipeline(cfg_path, ["er.overrides='runner.total_steps=30,,runner.eval_step=10'"], out=out, report=False)
     assert recomputed == []
+
+
+def test_results_json_keeps_each_gans_dev_curve_so_convergence_needs_no_run_dir(tmp_path):
+    import json
+
+    from s3prl_dd.pipeline.report import _gans
+    from s3prl_dd.runlog import RunLog
+
+    cfg = load_pipeline_config(write_cfg(tmp_path))
+    run_dir = tmp_path / "run" / "gans" / "gan_mlp-baseline-fold1-g0" / "00000-gan_mlp-baseline"
+    run_dir.mkdir(parents=True)
+    log = RunLog(run_dir)
+    for step, uar in ((2, 0.4), (4, 0.7), (6, 0.6)):
+        log(step, "train", {"critic/wasserstein": 1.0 / step})
+        log(step, "eval", {"dev_uar": uar})
+    log.close()
+    (run_dir / "result.json").write_text(json.dumps({"step": 6, "best_step": 4, "best_dev_uar": 0.7,
+                                                     "train_seconds": 1.0}))
+    (g,) = _gans(tmp_path / "run", cfg)
+    assert g["gan"] == "gan_mlp-baseline-fold1-g0" and g["dev_curve"] == [[2, 0.4], [4, 0.7], [6, 0.6]]
 
 
 def test_privacy_stage_table4_and_probe_run(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ from s3prl_dd.features.store import FeatureStore
 from s3prl_dd.gan.checkpoint import export_generator, load_generator
 from s3prl_dd.gan.models import build_gan
 from s3prl_dd.gan.realdata import step_generator
-from s3prl_dd.gan.sampler import budget, parse_counts, sample_to_store
+from s3prl_dd.gan.sampler import budget, parse_counts, sample_to_store, standing_stats
 from s3prl_dd.protocol import LABELS
 from s3prl_dd.utils import UserError
 
@@ -115,3 +115,32 @@ def test_cli_sample_truncation_is_recorded_and_scales_the_noise(gen_path, tmp_pa
     assert not np.allclose(ref.features(0), sample_to_store(gen_path, tmp_path / "p", ppc=3, seed=0).features(0))
     with pytest.raises(SystemExit):
         cli.main(["sample", "--generator", str(gen_path), "--out", str(tmp_path / "u"), "--ppc", "1", "--truncation", "0"])
+
+
+def _norms(g):
+    return [m for m in g.generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def test_standing_stats_are_the_plain_average_of_the_generators_own_batches(gen_path):
+    g = load_generator(gen_path)
+    first, seen = _norms(g)[0], []
+    hook = first.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach()))
+    standing_stats(g, 3, batch_size=8)
+    hook.remove()
+    assert len(seen) == 3 and not g.generator.training
+    dims = [d for d in range(seen[0].dim()) if d != 1]            # all but the channel axis
+    assert torch.allclose(first.running_mean, torch.stack([x.mean(dims) for x in seen]).mean(0), atol=1e-5)
+    again = standing_stats(load_generator(gen_path), 3, batch_size=8)  # seeded: one generator
+    assert all(torch.equal(a.running_var, b.running_var) for a, b in zip(_norms(g), _norms(again)))
+
+
+def test_sample_with_standing_stats_is_recorded_and_changes_only_that(gen_path, tmp_path):
+    plain = sample_to_store(gen_path, tmp_path / "p", ppc=2, seed=0)
+    off = sample_to_store(gen_path, tmp_path / "o", ppc=2, seed=0, standing=0)
+    assert np.array_equal(plain.features(0), off.features(0)) and off.meta["standing_stats"] == 0
+    cli.main(["sample", "--generator", str(gen_path), "--out", str(tmp_path / "s"), "--ppc", "2", "--standing-stats", "4"])
+    st = FeatureStore.open(tmp_path / "s")
+    assert st.meta["standing_stats"] == 4 and not np.allclose(st.features(0), plain.features(0))
+    for bad in (-1, 1.5, True):
+        with pytest.raises(UserError, match="standing_stats must be"):
+            sample_to_store(gen_path, tmp_path / f"bad{bad}", ppc=1, standing=bad)

@@ -4,6 +4,8 @@
   from the stream seeded by (seed, "sample", c)): the same points as ``s3prl-dd sample --ppc``.
   ``truncation`` ψ scales that noise (e = ψ·ε; BigGAN's truncation trick in its simplest form):
   ψ < 1 trades the samples' spread for typicality, ψ = 1 is plain i.i.d. sampling.
+  ``standing_stats`` N > 0 samples from the generator with BatchNorm statistics recomputed for its
+  exported weights (``gan.sampler.standing_stats``), once per generator file and process.
 - ``gan_herding``: draw ``candidates_per_point * ppc`` samples of each class from that same
   stream (so the ``gan`` set is the candidates' first ppc rows), embed their time-means, and keep
   the ppc whose running mean tracks the REAL class mean of the fold's train part best (greedy
@@ -13,10 +15,15 @@
 The artifact is the generator (+ the chosen latents for gan_herding)."""
 from __future__ import annotations
 
+import copy
+import functools
+import os
+
 import numpy as np
 import torch
 
-from ..gan.sampler import check_truncation, class_noise
+from ..gan.checkpoint import load_generator
+from ..gan.sampler import check_standing_stats, check_truncation, class_noise, standing_stats
 from ..utils import UserError, pick_device
 from .common import (TrainingSet, check_generator, fold_train, generate_from_latents,
                      generator_bytes, merge, resolve_generator, resolve_pool)
@@ -25,7 +32,7 @@ from .objectives import herding_select
 from .selection import per_class_counts
 
 # downstream_configs/distill/herding.yaml, sections gan and gan_herding (a test keeps them equal)
-GAN_IID_DEFAULTS = {"truncation": 1.0}
+GAN_IID_DEFAULTS = {"truncation": 1.0, "standing_stats": 0}
 GAN_HERDING_DEFAULTS = {"candidates_per_point": 50, "space": "standardized", "batch_size": 256,
                         "device": None}
 
@@ -40,11 +47,29 @@ def _ids(source, names, labels):
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _standing_generator(path: str, stamp: tuple, batches: int, device: str):
+    # every cell of a grid samples the same few generators: recompute their statistics once
+    return standing_stats(load_generator(path, device), batches)
+
+
+def _iid_generator(generator, device, batches: int):
+    """(generator, path) as ``resolve_generator``, with standing statistics when batches > 0."""
+    if batches == 0:
+        return resolve_generator(generator, device)
+    if isinstance(generator, (str, os.PathLike)):
+        st = os.stat(generator)
+        return _standing_generator(str(generator), (st.st_mtime_ns, st.st_size), batches, str(device)), str(generator)
+    g, _ = resolve_generator(generator, device)
+    return standing_stats(copy.deepcopy(g), batches), None   # the caller's generator is left as it was
+
+
 def gan_iid(store, fold, ppc: int | None, seed: int, generator, device=None, counts: dict | None = None,
             cfg: dict | None = None) -> TrainingSet:
     """``ppc`` samples of every class, or ``counts`` (class name -> n)."""
-    psi = check_truncation(merge(GAN_IID_DEFAULTS, cfg)["truncation"])
-    g, gpath = resolve_generator(generator, pick_device(device))
+    cfg = merge(GAN_IID_DEFAULTS, cfg)
+    psi, standing = check_truncation(cfg["truncation"]), check_standing_stats(cfg["standing_stats"])
+    g, gpath = _iid_generator(generator, pick_device(device), standing)
     check_generator(g, store, fold)
     ft = fold_train(store, fold)
     want = per_class_counts({c: ft.names[c] for c in ft.classes}, ppc, counts)
@@ -52,7 +77,8 @@ def gan_iid(store, fold, ppc: int | None, seed: int, generator, device=None, cou
     lat = torch.cat([class_noise(g.noise_dim, c, want[c], seed, truncation=psi) for c in ft.classes])
     feats = generate_from_latents(g, labels, lat)
     return TrainingSet("gan", feats, labels, _ids("gan", ft.names, labels), generator_bytes(g, gpath),
-                       {"seed": int(seed), "T": int(g.T), "truncation": psi}, lat.numpy(), gpath)
+                       {"seed": int(seed), "T": int(g.T), "truncation": psi,
+                        **({"standing_stats": standing} if standing else {})}, lat.numpy(), gpath)
 
 
 @torch.no_grad()

@@ -10,10 +10,11 @@ drawn in fixed chunks, so a smaller budget is a prefix of a larger one with the 
 (the 5-ppc set is inside the 20-ppc set), and batching does not change any sample.
 
 ``truncation`` ψ draws the noise as ψ·ε, so a truncated set is the plain set's noise scaled,
-sample for sample.
+sample for sample. ``standing_stats`` N first recomputes the generator's BatchNorm statistics for
+its exported weights from N batches of its own samples (see ``standing_stats``).
 
 ``s3prl-dd sample --generator G.pt --out STORE [--ppc 20 | --total 400 --balance prior |
---counts neu=10,hap=5,...] --seed 0 [--length T] [--truncation 0.5]``
+--counts neu=10,hap=5,...] --seed 0 [--length T] [--truncation 0.5] [--standing-stats 200]``
 """
 from __future__ import annotations
 
@@ -41,6 +42,34 @@ def check_truncation(psi) -> float:
     if not 0 < psi <= 1:
         raise UserError(f"truncation must be in (0, 1], got {psi}")
     return psi
+
+
+def check_standing_stats(batches) -> int:
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 0:
+        raise UserError(f"standing_stats must be a whole number of batches >= 0 (0 = off), got {batches!r}")
+    return batches
+
+
+@torch.no_grad()
+def standing_stats(g: DistilledGenerator, batches: int, batch_size: int = 32, seed: int = 0) -> DistilledGenerator:
+    """Recompute ``g``'s BatchNorm statistics for its own weights, in place (BigGAN's "standing
+    statistics"). Why: the exported generator is the EMA of the weights, but its running
+    statistics are the live generator's, gathered under other weights. Labels follow the real
+    train prior, as in training batches; a fixed seed makes the result one generator, whatever
+    the seed its samples are later drawn with. A generator without BatchNorm is unchanged."""
+    norms = [m for m in g.generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches == 0:
+        return g
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over the batches below
+    rng = torch.Generator().manual_seed(int(seed))
+    g.generator.train()
+    for _ in range(batches):
+        y = torch.multinomial(torch.tensor(g.prior), batch_size, replacement=True, generator=rng)
+        g.generator.generate(y.to(g.mean.device), torch.randn(batch_size, g.noise_dim, generator=rng).to(g.mean.device))
+    g.generator.eval()
+    return g
 
 
 def parse_counts(text: str, labels: dict) -> dict[str, int]:
@@ -124,10 +153,11 @@ def sample_items(g: DistilledGenerator, counts: dict[str, int], seed: int, lengt
 
 
 def sample_to_store(generator_path, out, ppc=None, total=None, balance="prior", counts=None,
-                    seed: int = 0, length: int | None = None, device="cpu", truncation: float = 1.0):
+                    seed: int = 0, length: int | None = None, device="cpu", truncation: float = 1.0,
+                    standing: int = 0):
     """Write a synthetic feature store at ``out``; returns the opened FeatureStore."""
-    truncation = check_truncation(truncation)
-    g = load_generator(generator_path, device)
+    truncation, standing = check_truncation(truncation), check_standing_stats(standing)
+    g = standing_stats(load_generator(generator_path, device), standing)
     if isinstance(counts, str):
         counts = parse_counts(counts, g.labels)
     plan = budget(g.labels, g.prior, ppc, total, balance, counts)
@@ -137,5 +167,6 @@ def sample_to_store(generator_path, out, ppc=None, total=None, balance="prior", 
     meta = make_meta(info.get("upstream") or "unknown", info["representation"], g.D,
                      downsample_rate=info.get("downsample_rate"), labels=g.labels,
                      source="gan", generator=str(Path(generator_path).resolve()), seed=int(seed),
-                     counts=plan, fold=info.get("fold"), length=length or g.T, truncation=truncation)
+                     counts=plan, fold=info.get("fold"), length=length or g.T, truncation=truncation,
+                     standing_stats=standing)
     return write_store(out, sample_items(g, plan, int(seed), length, truncation), meta)

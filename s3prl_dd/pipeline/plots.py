@@ -13,6 +13,7 @@ from ..features.store import FeatureStore  # noqa: E402
 from ..gan.checkpoint import load_generator  # noqa: E402
 from ..gan.sampler import generate_class  # noqa: E402
 from ..protocol import LABELS  # noqa: E402
+from ..runlog import read_metrics  # noqa: E402
 from .config import for_downstream, gan_key, variants_for  # noqa: E402
 from .layers import store_dir  # noqa: E402
 from .records import match, methods, per_fold  # noqa: E402
@@ -79,12 +80,6 @@ def _projection(run: Path, cfg: dict) -> str | None:
     return "projection.png"
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    import json
-
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-
-
 def _gan_curves(run: Path, cfg: dict) -> str | None:
     """Convergence you can see: each GAN's quick-evaluation dev UAR against step and against
     training minutes, and its critic's Wasserstein estimate against step; a dot marks the
@@ -98,7 +93,7 @@ def _gan_curves(run: Path, cfg: dict) -> str | None:
         name = log.parents[1].name  # <arch>-<variant>-fold<k>-g<seed>
         arch_variant = name.rsplit("-fold", 1)[0]
         color = variants.setdefault(arch_variant, f"C{len(variants)}")
-        rows = _read_jsonl(log)
+        rows = read_metrics(log)
         ev = [r for r in rows if r.get("split") == "eval" and "dev_uar" in r]
         tr = [r for r in rows if r.get("split") == "train" and "critic/wasserstein" in r]
         if ev:

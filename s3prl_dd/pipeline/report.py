@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from .. import metrics
+from ..runlog import gan_curves
 from ..utils import atomic_write_json, atomic_write_text
 from .config import for_downstream, gan_key, variants_for
 from .layers import CHOICE_FILE, store_dir
@@ -78,7 +79,8 @@ def _storage(run: Path, cfg: dict) -> dict:
 
 
 def _gans(run: Path, cfg: dict) -> list[dict]:
-    """Each GAN of the grid: its exported step (best quick-evaluation dev UAR) and training time."""
+    """Each GAN of the grid: its exported step (best quick-evaluation dev UAR), training time, and
+    its quick-evaluation dev curve (so whether it converged can be read from results.json)."""
     out = []
     for a in cfg["gan"]["archs"]:
         for v in variants_for(cfg, a):
@@ -88,7 +90,8 @@ def _gans(run: Path, cfg: dict) -> list[dict]:
                     if done:
                         r = json.loads(done[-1].read_text())
                         out.append({"gan": gan_key(a, v, f, gs), "steps": r["step"], "best_step": r["best_step"],
-                                    "best_dev_uar": r["best_dev_uar"], "train_seconds": r["train_seconds"]})
+                                    "best_dev_uar": r["best_dev_uar"], "train_seconds": r["train_seconds"],
+                                    "dev_curve": gan_curves(done[-1].parent)["dev_curve"]})
     return out
 
 
