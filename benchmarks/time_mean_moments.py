@@ -26,7 +26,9 @@ The same figures for real ``T``-frame crops (one random crop per utterance, the 
 largest ``T``) say what the crop alone gives: a GAN trained on crops can at best match those. Each value
 is the mean over classes weighted by the real train class counts; the JSON keeps every class.
 ``--standing-stats N`` first recomputes each generator's BatchNorm statistics for its exported
-weights (``s3prl_dd.gan.sampler.standing_stats``), to ask whether the EMA's borrowed statistics cause an offset."""
+weights (``s3prl_dd.gan.sampler.standing_stats``, with its own fixed seed, so the figures describe
+the generator that ``distill.gan.standing_stats: N`` samples), to ask whether the EMA's borrowed
+statistics cause an offset."""
 from __future__ import annotations
 
 import argparse
@@ -141,7 +143,7 @@ def main(argv=None) -> None:
     for fold in folds:
         gens = {name: load_generator(found[name][fold]) for name in a.gan}
         for g in gens.values() if a.standing_stats else ():
-            standing_stats(g, a.standing_stats, 32, a.seed)
+            standing_stats(g, a.standing_stats)  # its fixed seed: the generator the `gan` source samples
         result["folds"][str(fold)] = fold_moments(FeatureStore.open(stores[fold]), fold, gens, a.n, a.seed, a.k)
     names = [crop_name(crop_length(gens)), *a.gan]
     result["mean_over_folds"] = {s: {k: statistics.fmean(result["folds"][str(f)]["sets"][s][k] for f in folds)
